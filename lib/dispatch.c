@@ -1,0 +1,480 @@
+/*
+ * dispatch.c: the only file of lib/ that names the lanes. Owns:
+ *  - initialisation on demand (first call, constructor), fork handlers and
+ *    the thread-exit key;
+ *  - size -> lane (a table computed once from the lanes compiled in) and
+ *    pointer -> lane (the segment map);
+ *  - the malloc family (hak_* and, with -Dinterpose=true, the standard
+ *    names and glibc's __libc_* aliases), with glibc 2.36's behaviour for
+ *    every edge case (docs/ARCHITECTURE.md).
+ * Locks: none of its own but the init spin (hak_init_state); fork_prepare
+ * takes every lane's locks in lane-id order and then returns.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lane.h"
+#include "options.h"
+#include "os.h"
+#include "segmap.h"
+#include "stats.h"
+
+#include "modules/huge/huge.h"
+
+/* The lanes compiled in, by id. */
+static const struct hak_lane *const lanes_built[HAK_LANE_COUNT] = {
+    [HAK_LANE_HUGE] = &huge_lane,
+};
+
+/* lane_of_size[(size - 1) >> 10] for 1 <= size <= HAK_ACE_MAX: every lane
+ * boundary is a multiple of 1 KiB, so no bucket straddles two lanes. */
+#define SIZE_BUCKET_SHIFT 10
+#define SIZE_BUCKETS (HAK_ACE_MAX >> SIZE_BUCKET_SHIFT)
+_Static_assert(HAK_TINY_MAX % 1024 == 0 && HAK_POOL_MAX % 1024 == 0 && HAK_ACE_MAX % 1024 == 0,
+               "lane boundaries fall on size-bucket boundaries");
+static uint8_t lane_of_size[SIZE_BUCKETS];
+
+_Atomic int hak_init_state;
+static pthread_key_t thread_key;
+
+static inline const struct hak_lane *lane_for_size(size_t size) {
+    if (size > HAK_ACE_MAX) return &huge_lane;
+    return lanes_built[lane_of_size[(size - 1) >> SIZE_BUCKET_SHIFT]];
+}
+
+/* ---- initialisation, fork, thread exit -------------------------------- */
+
+static void fork_prepare(void) {
+    for (int id = 1; id < HAK_LANE_COUNT; id++)
+        if (lanes_built[id] && lanes_built[id]->fork_prepare) lanes_built[id]->fork_prepare();
+}
+
+static void fork_parent(void) {
+    for (int id = HAK_LANE_COUNT - 1; id > 0; id--)
+        if (lanes_built[id] && lanes_built[id]->fork_parent) lanes_built[id]->fork_parent();
+}
+
+static void fork_child(void) {
+    for (int id = HAK_LANE_COUNT - 1; id > 0; id--)
+        if (lanes_built[id] && lanes_built[id]->fork_child) lanes_built[id]->fork_child();
+    os_fork_child();
+}
+
+static void thread_exit(void *arg) {
+    (void)arg;
+    for (int id = 1; id < HAK_LANE_COUNT; id++)
+        if (lanes_built[id] && lanes_built[id]->thread_exit) lanes_built[id]->thread_exit();
+}
+
+/* Phase 1: everything an allocation needs, without allocating. */
+static int init_core(void) {
+    options_defaults();
+    options_read_env();
+    hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
+    int err = os_init();
+    if (!err) err = segmap_init();
+    for (int id = 1; id < HAK_LANE_COUNT && !err; id++)
+        if (lanes_built[id]) err = lanes_built[id]->init();
+    if (err) return err;
+    for (size_t b = 0; b < SIZE_BUCKETS; b++) {
+        size_t size = (b << SIZE_BUCKET_SHIFT) + 1; /* every size of the bucket maps alike */
+        uint8_t id = HAK_LANE_HUGE;
+        for (int l = 1; l < HAK_LANE_COUNT; l++) {
+            const struct hak_lane *lane = lanes_built[l];
+            if (lane && lane->id != HAK_LANE_HUGE && size > lane->min_size &&
+                size <= lane->max_size) {
+                id = lane->id;
+                break;
+            }
+        }
+        lane_of_size[b] = id;
+    }
+    return 0;
+}
+
+bool hak_init_slow(void) {
+    int expected = HAK_INIT_NONE;
+    if (atomic_compare_exchange_strong_explicit(&hak_init_state, &expected, HAK_INIT_RUNNING,
+                                                memory_order_acquire, memory_order_acquire)) {
+        int err = init_core();
+        if (err) {
+            atomic_store_release(&hak_init_state, HAK_INIT_FAILED);
+            hak_log("cannot initialise (error %d): every allocation will fail", err);
+            return false;
+        }
+        atomic_store_release(&hak_init_state, HAK_INIT_READY);
+        /* Phase 2: these may allocate, which now works. */
+        pthread_key_create(&thread_key, thread_exit);
+        pthread_atfork(fork_prepare, fork_parent, fork_child);
+        hak_verbose("initialised: page size %zu, lanes:%s%s%s huge", os_page_size,
+                    lanes_built[HAK_LANE_TINY] ? " tiny" : "",
+                    lanes_built[HAK_LANE_POOL] ? " pool" : "",
+                    lanes_built[HAK_LANE_ACE] ? " ace" : "");
+        return true;
+    }
+    /* Another thread is initialising (phase 1 never allocates, so this is
+     * never the same thread): wait for it. */
+    while ((expected = atomic_load_acquire(&hak_init_state)) == HAK_INIT_RUNNING) sched_yield();
+    return expected == HAK_INIT_READY;
+}
+
+/* Called by a lane the first time a thread gets per-thread state, so that
+ * the lane's thread_exit runs when the thread ends. */
+void hak_thread_attach(void);
+void hak_thread_attach(void) { pthread_setspecific(thread_key, (void *)1); }
+
+/* The environment is complete by now: read the options again. */
+HAK_CONSTRUCTOR static void hak_constructor(void) {
+    if (!hak_ensure_init()) return;
+    options_read_env();
+    hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
+}
+
+HAK_DESTRUCTOR static void hak_destructor(void) {
+    if (!HAK_BENCH_MINIMAL && atomic_load_acquire(&hak_init_state) == HAK_INIT_READY &&
+        hak_opt(HAK_OPT_STATS))
+        stats_report();
+}
+
+size_t hak_release_caches(void) {
+    size_t bytes = os_purge_all();
+    for (int id = 1; id < HAK_LANE_COUNT; id++)
+        if (lanes_built[id] && lanes_built[id]->trim) bytes += lanes_built[id]->trim();
+    return bytes;
+}
+
+/* ---- allocation ------------------------------------------------------- */
+
+/* An allocation failed: release what the lanes cache and try once more. */
+static HAK_NOINLINE HAK_COLD void *alloc_retry(const struct hak_lane *lane, size_t size,
+                                               size_t align, bool *zeroed) {
+    if (size <= HAK_MAX_REQUEST && hak_release_caches() > 0) {
+        void *p = align ? lane->alloc_aligned(size, align, zeroed) : lane->alloc(size, zeroed);
+        if (p) return p;
+    }
+    errno = ENOMEM;
+    return NULL;
+}
+
+static inline void *alloc_generic(size_t size, bool *zeroed) {
+    if (HAK_UNLIKELY(!hak_ensure_init())) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (HAK_UNLIKELY(size == 0)) size = 1;
+    const struct hak_lane *lane = lane_for_size(size);
+    void *p = lane->alloc(size, zeroed);
+    if (HAK_UNLIKELY(p == NULL)) p = alloc_retry(lane, size, 0, zeroed);
+    return p;
+}
+
+HAK_EXPORT void *hak_malloc(size_t size) { return alloc_generic(size, NULL); }
+
+HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size) {
+    size_t total;
+    if (HAK_UNLIKELY(HAK_MUL_OVERFLOW(nmemb, size, &total))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    bool zeroed = false;
+    void *p = alloc_generic(total, &zeroed);
+    if (p && !zeroed) memset(p, 0, total);
+    return p;
+}
+
+/* Aligned allocation: align is a power of two. The first lane, from the
+ * size's own lane upwards, that has a naturally aligned block serves it;
+ * huge serves every alignment. */
+static void *alloc_aligned_generic(size_t align, size_t size) {
+    if (align <= HAK_MIN_ALIGN) {
+        /* malloc aligns to 16 from 16 bytes, and to the largest power of two
+         * dividing the size below that */
+        size_t s = size < align ? align : hak_align_up(size, align);
+        return alloc_generic(s, NULL);
+    }
+    if (HAK_UNLIKELY(!hak_ensure_init()) || size > HAK_MAX_REQUEST || align > HAK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (size == 0) size = 1;
+    int saved = errno;
+    const struct hak_lane *lane = lane_for_size(size);
+    for (int id = lane->id; id < HAK_LANE_COUNT; id++) {
+        lane = lanes_built[id];
+        if (!lane) continue;
+        void *p = lane->alloc_aligned(size, align, NULL);
+        if (p) {
+            errno = saved;
+            return p;
+        }
+        if (errno != EINVAL) return alloc_retry(lane, size, align, NULL);
+    }
+    errno = ENOMEM; /* unreachable: huge serves every alignment */
+    return NULL;
+}
+
+HAK_EXPORT int hak_posix_memalign(void **memptr, size_t alignment, size_t size) {
+    if (!hak_is_pow2(alignment) || alignment % sizeof(void *) != 0) return EINVAL;
+    void *p = alloc_aligned_generic(alignment, size);
+    if (!p) return ENOMEM;
+    *memptr = p;
+    return 0;
+}
+
+HAK_EXPORT void *hak_memalign(size_t alignment, size_t size) {
+    /* glibc 2.36: rounds a non-power-of-two alignment up; refuses one above
+     * SIZE_MAX / 2 + 1 with EINVAL */
+    if (alignment > SIZE_MAX / 2 + 1) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (!hak_is_pow2(alignment)) alignment = alignment == 0 ? 1 : hak_pow2_up(alignment);
+    return alloc_aligned_generic(alignment, size);
+}
+
+HAK_EXPORT void *hak_aligned_alloc(size_t alignment, size_t size) {
+    return hak_memalign(alignment, size);
+}
+
+HAK_EXPORT void *hak_valloc(size_t size) {
+    hak_ensure_init();
+    return alloc_aligned_generic(os_page_size, size);
+}
+
+HAK_EXPORT void *hak_pvalloc(size_t size) {
+    hak_ensure_init();
+    size_t ps = os_page_size;
+    if (size > HAK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return alloc_aligned_generic(ps, size == 0 ? ps : hak_align_up(size, ps));
+}
+
+/* ---- free, usable size, realloc --------------------------------------- */
+
+static HAK_NOINLINE HAK_COLD void foreign_pointer(hak_call_t call, const void *p) {
+    hak_report_misuse(call, p, "invalid pointer (not allocated by hakmem)");
+}
+
+HAK_EXPORT void hak_free(void *p) {
+    if (HAK_UNLIKELY(p == NULL)) return;
+    uintptr_t head;
+    int id = segmap_lookup(p, &head);
+    const struct hak_lane *lane = (unsigned)id < HAK_LANE_COUNT ? lanes_built[id] : NULL;
+    if (HAK_UNLIKELY(lane == NULL)) {
+        int saved = errno;
+        foreign_pointer("free", p);
+        errno = saved;
+        return;
+    }
+    lane->free(p, head, "free");
+}
+
+/* The lane owning p (reporting misuse for call when none does). */
+static const struct hak_lane *owner(const void *p, uintptr_t *head, hak_call_t call) {
+    int id = segmap_lookup(p, head);
+    const struct hak_lane *lane = (unsigned)id < HAK_LANE_COUNT ? lanes_built[id] : NULL;
+    if (HAK_UNLIKELY(lane == NULL)) foreign_pointer(call, p);
+    return lane;
+}
+
+HAK_EXPORT size_t hak_usable_size(const void *p) {
+    if (p == NULL) return 0;
+    uintptr_t head;
+    const struct hak_lane *lane = owner(p, &head, "malloc_usable_size");
+    return lane ? lane->usable_size(p, head, "malloc_usable_size") : 0;
+}
+
+HAK_EXPORT void *hak_realloc(void *p, size_t size) {
+    if (p == NULL) return hak_malloc(size);
+    if (size == 0) {
+        hak_free(p);
+        return NULL;
+    }
+    uintptr_t head;
+    const struct hak_lane *lane = owner(p, &head, "realloc");
+    if (!lane) return NULL;
+    size_t old = lane->usable_size(p, head, "realloc");
+    if (old == 0) return NULL; /* misuse, reported */
+    if (size > HAK_MAX_REQUEST) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (lane_for_size(size) == lane && lane->resize) {
+        void *q = lane->resize(p, head, size);
+        if (q) return q;
+    }
+    void *q = hak_malloc(size);
+    if (!q) {
+        if (size <= old) return p; /* a shrink that could not move keeps the block */
+        return NULL;
+    }
+    memcpy(q, p, size < old ? size : old);
+    hak_free(p);
+    return q;
+}
+
+HAK_EXPORT void *hak_reallocarray(void *p, size_t nmemb, size_t size) {
+    size_t total;
+    if (HAK_MUL_OVERFLOW(nmemb, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return hak_realloc(p, total);
+}
+
+HAK_EXPORT int hak_trim(size_t pad) {
+    (void)pad;
+    if (atomic_load_acquire(&hak_init_state) != HAK_INIT_READY) return 0;
+    return hak_release_caches() > 0;
+}
+
+/* ---- introspection ---------------------------------------------------- */
+
+HAK_EXPORT int hak_lane_of(const void *p) {
+    uintptr_t head;
+    int id = segmap_lookup(p, &head);
+    return (unsigned)id < HAK_LANE_COUNT && lanes_built[id] ? id : HAK_LANE_NONE;
+}
+
+HAK_EXPORT const char *hak_lane_name(int lane) {
+    static const char *const names[HAK_LANE_COUNT] = {
+        [HAK_LANE_TINY] = "tiny", [HAK_LANE_POOL] = "pool",
+        [HAK_LANE_ACE] = "ace",   [HAK_LANE_HUGE] = "huge",
+    };
+    return lane > 0 && lane < HAK_LANE_COUNT ? names[lane] : NULL;
+}
+
+HAK_EXPORT int hak_lane_enabled(int lane) {
+    return lane > 0 && lane < HAK_LANE_COUNT && lanes_built[lane] != NULL;
+}
+
+HAK_EXPORT int hak_stats_get(struct hak_stats *st) {
+    if (st == NULL || st->size < offsetof(struct hak_stats, peak_rss) + sizeof st->peak_rss)
+        return EINVAL;
+    struct hak_stats full;
+    memset(&full, 0, sizeof full);
+    hak_ensure_init();
+    stats_fill(&full);
+    size_t n = st->size < sizeof full ? st->size : sizeof full;
+    full.size = st->size;
+    memcpy(st, &full, n);
+    return 0;
+}
+
+HAK_EXPORT void hak_stats_print(void) { stats_report(); }
+
+/* ---- glibc's introspection calls -------------------------------------- */
+
+static struct mallinfo2 info2(void) {
+    struct hak_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    hak_stats_get(&st);
+    struct mallinfo2 mi;
+    memset(&mi, 0, sizeof mi);
+    mi.arena = st.lane[0].os_mapped;
+    mi.uordblks = st.lane[0].live_bytes;
+    mi.fordblks = st.lane[0].os_mapped > st.lane[0].live_bytes
+                      ? st.lane[0].os_mapped - st.lane[0].live_bytes
+                      : 0;
+    mi.usmblks = st.lane[0].peak_bytes;
+    mi.ordblks = 1;
+    return mi;
+}
+
+#if HAK_INTERPOSE
+
+#define ALIAS_OF(target) HAK_ALIAS(target)
+
+void *malloc(size_t size) ALIAS_OF(hak_malloc);
+void free(void *p) ALIAS_OF(hak_free);
+void *calloc(size_t n, size_t size) ALIAS_OF(hak_calloc);
+void *realloc(void *p, size_t size) ALIAS_OF(hak_realloc);
+void *reallocarray(void *p, size_t n, size_t size) ALIAS_OF(hak_reallocarray);
+int posix_memalign(void **memptr, size_t alignment, size_t size) ALIAS_OF(hak_posix_memalign);
+void *aligned_alloc(size_t alignment, size_t size) ALIAS_OF(hak_aligned_alloc);
+void *memalign(size_t alignment, size_t size) ALIAS_OF(hak_memalign);
+void *valloc(size_t size) ALIAS_OF(hak_valloc);
+void *pvalloc(size_t size) ALIAS_OF(hak_pvalloc);
+int malloc_trim(size_t pad) ALIAS_OF(hak_trim);
+void malloc_stats(void) ALIAS_OF(hak_stats_print);
+
+void *__libc_malloc(size_t size) ALIAS_OF(hak_malloc);
+void __libc_free(void *p) ALIAS_OF(hak_free);
+void *__libc_calloc(size_t n, size_t size) ALIAS_OF(hak_calloc);
+void *__libc_realloc(void *p, size_t size) ALIAS_OF(hak_realloc);
+void *__libc_memalign(size_t alignment, size_t size) ALIAS_OF(hak_memalign);
+void *__libc_valloc(size_t size) ALIAS_OF(hak_valloc);
+void *__libc_pvalloc(size_t size) ALIAS_OF(hak_pvalloc);
+int __posix_memalign(void **memptr, size_t alignment, size_t size) ALIAS_OF(hak_posix_memalign);
+void *__libc_malloc(size_t size);
+void __libc_free(void *p);
+void *__libc_calloc(size_t n, size_t size);
+void *__libc_realloc(void *p, size_t size);
+void *__libc_memalign(size_t alignment, size_t size);
+void *__libc_valloc(size_t size);
+void *__libc_pvalloc(size_t size);
+int __posix_memalign(void **memptr, size_t alignment, size_t size);
+
+/* glibc declares the argument non-const. */
+HAK_EXPORT size_t malloc_usable_size(void *p) { return hak_usable_size(p); }
+
+HAK_EXPORT struct mallinfo2 mallinfo2(void) { return info2(); }
+
+static int clamp_int(size_t v) { return v > (size_t)INT32_MAX ? INT32_MAX : (int)v; }
+
+HAK_EXPORT struct mallinfo mallinfo(void) {
+    struct mallinfo2 m2 = info2();
+    struct mallinfo m;
+    memset(&m, 0, sizeof m);
+    m.arena = clamp_int(m2.arena);
+    m.ordblks = clamp_int(m2.ordblks);
+    m.uordblks = clamp_int(m2.uordblks);
+    m.fordblks = clamp_int(m2.fordblks);
+    m.usmblks = clamp_int(m2.usmblks);
+    return m;
+}
+
+/* glibc 2.36 answers 1 even for parameters it does not know; hakmem takes
+ * its settings from HAKMEM_* variables and ignores these. */
+HAK_EXPORT int mallopt(int param, int value) {
+    (void)param;
+    (void)value;
+    return 1;
+}
+
+HAK_EXPORT int malloc_info(int options, FILE *fp) {
+    if (options != 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct hak_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    hak_stats_get(&st);
+    fprintf(fp, "<malloc version=\"hakmem-%d.%d\">\n", HAKMEM_VERSION_MAJOR,
+            HAKMEM_VERSION_MINOR);
+    for (int l = 1; l < HAK_LANE_COUNT; l++) {
+        if (!lanes_built[l]) continue;
+        const struct hak_lane_stats *s = &st.lane[l];
+        fprintf(fp,
+                "<lane name=\"%s\"><allocs>%llu</allocs><frees>%llu</frees>"
+                "<live>%llu</live><peak>%llu</peak><mapped>%llu</mapped></lane>\n",
+                hak_lane_name(l), (unsigned long long)s->allocs, (unsigned long long)s->frees,
+                (unsigned long long)s->live_bytes, (unsigned long long)s->peak_bytes,
+                (unsigned long long)s->os_mapped);
+    }
+    fprintf(fp, "<total type=\"mmap\" size=\"%llu\"/>\n<system type=\"current\" size=\"%llu\"/>\n",
+            (unsigned long long)st.lane[0].os_mapped, (unsigned long long)st.rss);
+    fprintf(fp, "</malloc>\n");
+    return 0;
+}
+
+#endif /* HAK_INTERPOSE */

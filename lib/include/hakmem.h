@@ -1,0 +1,109 @@
+/*
+ * hakmem.h: the public API of the hakmem allocator.
+ *
+ * With the default build (-Dinterpose=true) the library also exports the
+ * standard malloc family (malloc, free, calloc, realloc, reallocarray,
+ * posix_memalign, aligned_alloc, memalign, valloc, pvalloc,
+ * malloc_usable_size, malloc_trim, malloc_stats, malloc_info, mallinfo,
+ * mallinfo2, mallopt and glibc's __libc_* aliases). The hak_* calls below are
+ * always exported, so a program can use hakmem beside another allocator
+ * (-Dinterpose=false) or under a sanitizer that owns malloc.
+ *
+ * Every hak_* call behaves exactly like its standard counterpart
+ * (docs/ARCHITECTURE.md lists the rules, which follow glibc 2.36).
+ */
+#ifndef HAKMEM_H
+#define HAKMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define HAKMEM_VERSION_MAJOR 0
+#define HAKMEM_VERSION_MINOR 1
+
+/* Lane boundaries, constants of the build (sizes in bytes, inclusive upper
+ * bounds): tiny serves [1, HAK_TINY_MAX], pool (HAK_TINY_MAX, HAK_POOL_MAX],
+ * ace (HAK_POOL_MAX, HAK_ACE_MAX], huge everything above and every range
+ * whose lane is not compiled in. */
+#define HAK_TINY_MAX ((size_t)1024)
+#define HAK_POOL_MAX ((size_t)32 * 1024)
+#define HAK_ACE_MAX ((size_t)1024 * 1024)
+
+/* Every lane maps memory in chunks of this size, aligned to it. */
+#define HAK_CHUNK_SIZE ((size_t)2 * 1024 * 1024)
+
+/* Lane ids, as hak_lane_of() reports them. */
+enum hak_lane_id {
+    HAK_LANE_NONE = 0, /* not hakmem's memory */
+    HAK_LANE_TINY = 1,
+    HAK_LANE_POOL = 2,
+    HAK_LANE_ACE = 3,
+    HAK_LANE_HUGE = 4,
+    HAK_LANE_COUNT = 5
+};
+
+/* ---- The malloc family under hakmem's own names. -------------------- */
+void *hak_malloc(size_t size);
+void hak_free(void *ptr);
+void *hak_calloc(size_t nmemb, size_t size);
+void *hak_realloc(void *ptr, size_t size);
+void *hak_reallocarray(void *ptr, size_t nmemb, size_t size);
+int hak_posix_memalign(void **memptr, size_t alignment, size_t size);
+void *hak_aligned_alloc(size_t alignment, size_t size);
+void *hak_memalign(size_t alignment, size_t size);
+void *hak_valloc(size_t size);
+void *hak_pvalloc(size_t size);
+size_t hak_usable_size(const void *ptr);
+/* Runs every pending purge and empties every cache it safely can; returns 1
+ * if memory was given back to the OS, 0 otherwise (as malloc_trim). */
+int hak_trim(size_t pad);
+
+/* ---- Introspection. ------------------------------------------------- */
+
+/* Which lane owns ptr (any address inside one of hakmem's mappings), or
+ * HAK_LANE_NONE for memory hakmem does not own. Never dereferences ptr. */
+int hak_lane_of(const void *ptr);
+/* The lane's name ("tiny", "pool", "ace", "huge"), or NULL for an id that is
+ * not a lane. */
+const char *hak_lane_name(int lane);
+/* 1 when the lane is compiled into this build, 0 otherwise. */
+int hak_lane_enabled(int lane);
+
+/* Counters of one lane. All sizes in bytes. */
+struct hak_lane_stats {
+    uint64_t allocs;      /* successful allocations served by the lane */
+    uint64_t frees;       /* blocks freed back to the lane */
+    uint64_t live_bytes;  /* bytes of blocks currently allocated (block sizes) */
+    uint64_t peak_bytes;  /* high-water mark of live_bytes */
+    uint64_t os_mapped;   /* bytes the lane currently has mapped from the OS */
+    uint64_t os_maps;     /* mappings made */
+    uint64_t os_unmaps;   /* mappings released */
+    uint64_t purges;      /* purge calls issued (MADV_DONTNEED / MADV_FREE) */
+    uint64_t purged_bytes;/* bytes handed back by those purges */
+};
+
+/* A snapshot of the allocator's counters. The struct carries its own size so
+ * that it can grow: set size = sizeof(struct hak_stats) before the call. */
+struct hak_stats {
+    size_t size;                  /* in: sizeof(struct hak_stats) of the caller */
+    uint64_t peak_rss;            /* bytes, the process's peak resident set */
+    uint64_t rss;                 /* bytes, the current resident set */
+    uint64_t purges_pending;      /* purges queued but not issued yet */
+    struct hak_lane_stats lane[HAK_LANE_COUNT]; /* indexed by enum hak_lane_id;
+                                                   [0] holds the totals */
+};
+
+/* Fills *st (up to st->size bytes). Returns 0, or EINVAL if st is NULL or
+ * st->size is too small to hold the first field after size. */
+int hak_stats_get(struct hak_stats *st);
+/* Prints the report HAKMEM_STATS=1 prints at exit, to stderr. */
+void hak_stats_print(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* HAKMEM_H */

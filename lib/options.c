@@ -1,0 +1,161 @@
+/*
+ * options.c: owns the table of HAKMEM_* variables and their parsing. No
+ * locks: options are written during initialisation (first call, then the
+ * constructor) and only read afterwards.
+ */
+#include "options.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "os.h"
+
+extern char **environ;
+
+const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
+    [HAK_OPT_STATS] = {"HAKMEM_STATS", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                       "print a per-lane statistics report to stderr at exit"},
+    [HAK_OPT_ON_ERROR] = {"HAKMEM_ON_ERROR", HAK_OPT_ENUM, HAK_ON_ERROR_ABORT, 0, 0, "abort|warn",
+                          "on heap misuse (bad free, double free): abort after the message, "
+                          "or warn and ignore the call"},
+    [HAK_OPT_VERBOSE] = {"HAKMEM_VERBOSE", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                         "log the allocator's decisions (mappings, purges, options) to stderr"},
+    [HAK_OPT_QUIET] = {"HAKMEM_QUIET", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                       "print no warnings (misuse messages are still printed before an abort)"},
+    [HAK_OPT_LOG_FILE] = {"HAKMEM_LOG_FILE", HAK_OPT_FILE, 0, 0, 0, NULL,
+                          "append messages and reports to this file instead of stderr "
+                          "(ignored in set-user-ID programs)"},
+    [HAK_OPT_PURGE_DELAY_MS] = {"HAKMEM_PURGE_DELAY_MS", HAK_OPT_INT, 100, 0, 60000, NULL,
+                                "milliseconds freed memory stays mapped before it is purged "
+                                "(0: purge on the next allocator call)"},
+    [HAK_OPT_PURGE] = {"HAKMEM_PURGE", HAK_OPT_ENUM, HAK_PURGE_DONTNEED, 0, 0, "dontneed|free",
+                       "how freed pages go back: MADV_DONTNEED (RSS drops at once) or "
+                       "MADV_FREE (dropped when the kernel needs memory)"},
+    [HAK_OPT_HUGE_CACHE_CHUNKS] = {"HAKMEM_HUGE_CACHE_CHUNKS", HAK_OPT_INT, 2, 0, 1024, NULL,
+                                   "empty 2 MiB chunks of the huge lane kept mapped (purged) "
+                                   "for reuse; beyond this they are unmapped"},
+};
+_Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
+               "one table entry per option");
+
+long long options_value[HAK_OPT_COUNT];
+const char *options_string[HAK_OPT_COUNT];
+static uint64_t options_warned; /* bit per option: a warning was printed */
+
+void options_defaults(void) {
+    for (int i = 0; i < HAK_OPT_COUNT; i++) {
+        options_value[i] = options_table[i].def;
+        options_string[i] = NULL;
+    }
+}
+
+/* Parses a decimal integer (optional sign); returns 0 or EINVAL/ERANGE. */
+static int parse_int(const char *s, long long *out) {
+    bool neg = false;
+    unsigned long long v = 0;
+    if (*s == '-' || *s == '+') neg = (*s++ == '-');
+    if (*s == 0) return EINVAL;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9') return EINVAL;
+        if (v > (unsigned long long)INT64_MAX / 10) return ERANGE;
+        v = v * 10 + (unsigned)(*s - '0');
+    }
+    if (v > (unsigned long long)INT64_MAX) return ERANGE;
+    *out = neg ? -(long long)v : (long long)v;
+    return 0;
+}
+
+/* Index of s in "a|b|c", or -1. */
+static int find_choice(const char *choices, const char *s) {
+    size_t n = strlen(s);
+    int idx = 0;
+    for (const char *c = choices; *c; idx++) {
+        const char *end = strchr(c, '|');
+        size_t len = end ? (size_t)(end - c) : strlen(c);
+        if (len == n && strncmp(c, s, n) == 0) return idx;
+        if (!end) break;
+        c = end + 1;
+    }
+    return -1;
+}
+
+static void warn_once(int id, const char *value, const char *why) {
+    if (options_warned & ((uint64_t)1 << id)) return;
+    options_warned |= (uint64_t)1 << id;
+    const struct hak_opt_desc *d = &options_table[id];
+    switch (d->type) {
+    case HAK_OPT_INT:
+        hak_log("%s=%s: %s; expected an integer in [%lld, %lld]; keeping %lld", d->name, value,
+                why, d->min, d->max, d->def);
+        break;
+    case HAK_OPT_BOOL:
+        hak_log("%s=%s: %s; expected 0 or 1; keeping %lld", d->name, value, why, d->def);
+        break;
+    case HAK_OPT_ENUM:
+        hak_log("%s=%s: %s; expected one of %s; keeping the default", d->name, value, why,
+                d->choices);
+        break;
+    case HAK_OPT_FILE:
+        hak_log("%s=%s: %s; ignored", d->name, value, why);
+        break;
+    }
+}
+
+static void set_option(int id, const char *value) {
+    const struct hak_opt_desc *d = &options_table[id];
+    long long v;
+    switch (d->type) {
+    case HAK_OPT_BOOL:
+    case HAK_OPT_INT: {
+        long long lo = d->type == HAK_OPT_BOOL ? 0 : d->min;
+        long long hi = d->type == HAK_OPT_BOOL ? 1 : d->max;
+        int err = parse_int(value, &v);
+        if (err) {
+            warn_once(id, value, "not a number");
+            return;
+        }
+        if (v < lo || v > hi) {
+            warn_once(id, value, "out of range");
+            return;
+        }
+        options_value[id] = v;
+        return;
+    }
+    case HAK_OPT_ENUM: {
+        int c = find_choice(d->choices, value);
+        if (c < 0) {
+            warn_once(id, value, "unknown value");
+            return;
+        }
+        options_value[id] = c;
+        return;
+    }
+    case HAK_OPT_FILE:
+        if (os_is_secure()) {
+            warn_once(id, value, "set-user-ID program");
+            return;
+        }
+        if (*value) options_string[id] = value;
+        return;
+    }
+}
+
+void options_read_env(void) {
+    if (HAK_BENCH_MINIMAL) return;
+    char **env = environ;
+    if (env == NULL) return;
+    for (; *env; env++) {
+        const char *e = *env;
+        if (strncmp(e, "HAKMEM_", 7) != 0) continue;
+        const char *eq = strchr(e, '=');
+        if (!eq) continue;
+        size_t nlen = (size_t)(eq - e);
+        for (int i = 0; i < HAK_OPT_COUNT; i++) {
+            const char *name = options_table[i].name;
+            if (strlen(name) == nlen && strncmp(name, e, nlen) == 0) {
+                set_option(i, eq + 1);
+                break;
+            }
+        }
+    }
+}

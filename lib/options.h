@@ -1,0 +1,59 @@
+/*
+ * options.h: every HAKMEM_* run-time variable, declared once in the table
+ * of options.c (STYLE.md 11). Values are read without allocating: at the
+ * first allocator call (environ may not be set yet) and again in hakmem's
+ * constructor. With -Dbench_minimal every look-up folds to the default.
+ */
+#ifndef HAK_OPTIONS_H
+#define HAK_OPTIONS_H
+
+#include "internal.h"
+
+enum hak_opt_id {
+    HAK_OPT_STATS,
+    HAK_OPT_ON_ERROR,
+    HAK_OPT_VERBOSE,
+    HAK_OPT_QUIET,
+    HAK_OPT_LOG_FILE,
+    HAK_OPT_PURGE_DELAY_MS,
+    HAK_OPT_PURGE,
+    HAK_OPT_HUGE_CACHE_CHUNKS,
+    HAK_OPT_COUNT
+};
+
+enum hak_opt_type {
+    HAK_OPT_BOOL,   /* 0 or 1 */
+    HAK_OPT_INT,    /* an integer in [min, max] */
+    HAK_OPT_ENUM,   /* one of choices ("a|b|c"), stored as its index */
+    HAK_OPT_FILE,   /* a file name; ignored when AT_SECURE */
+};
+
+/* Values of HAKMEM_ON_ERROR and HAKMEM_PURGE. */
+enum { HAK_ON_ERROR_ABORT = 0, HAK_ON_ERROR_WARN = 1 };
+enum { HAK_PURGE_DONTNEED = 0, HAK_PURGE_FREE = 1 };
+
+struct hak_opt_desc {
+    const char *name;    /* "HAKMEM_..." */
+    enum hak_opt_type type;
+    long long def;       /* default (enum: index into choices) */
+    long long min, max;  /* HAK_OPT_INT range */
+    const char *choices; /* HAK_OPT_ENUM: "a|b|c" */
+    const char *help;    /* one line */
+};
+
+extern const struct hak_opt_desc options_table[HAK_OPT_COUNT];
+extern long long options_value[HAK_OPT_COUNT];
+extern const char *options_string[HAK_OPT_COUNT]; /* HAK_OPT_FILE values or NULL */
+
+/* The value of option id (its default in -Dbench_minimal builds). */
+static inline long long hak_opt(enum hak_opt_id id) {
+    return HAK_BENCH_MINIMAL ? options_table[id].def : options_value[id];
+}
+
+/* Sets every option to its default. Cannot fail, never allocates. */
+void options_defaults(void);
+/* Reads the environment (if the C library has set it up); malformed values
+ * are reported once each and keep the default. */
+void options_read_env(void);
+
+#endif /* HAK_OPTIONS_H */

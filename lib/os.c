@@ -1,0 +1,194 @@
+/*
+ * os.c: owns every system call (mmap, munmap, madvise, mremap, clocks,
+ * /proc reads) and the purge queue. Locks: purge_lock (a spin lock guarding
+ * the purger registry is not needed: purgers register during init); the
+ * purge run itself is serialised by purge_running so that two threads never
+ * walk the lanes' purgers at once. Lanes' purgers take their own locks.
+ */
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "options.h"
+#include "segmap.h"
+
+size_t os_page_size = 4096;
+
+int os_init(void) {
+    unsigned long ps = getauxval(AT_PAGESZ);
+    if (ps == 0) {
+        long s = sysconf(_SC_PAGESIZE);
+        ps = s > 0 ? (unsigned long)s : 4096;
+    }
+    if (!hak_is_pow2(ps) || ps > HAK_CHUNK / 8) return EINVAL;
+    os_page_size = ps;
+    return 0;
+}
+
+int os_reserve_noreserve(size_t size, void **out) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return errno ? errno : ENOMEM;
+    *out = p;
+    return 0;
+}
+
+int os_map_chunks(size_t size, size_t align, size_t offset, void **out) {
+    if (align < HAK_CHUNK) {
+        align = HAK_CHUNK;
+        offset = 0;
+    }
+    hak_assert(size % HAK_CHUNK == 0 && hak_is_pow2(align) && offset < align);
+    size_t total;
+    if (HAK_ADD_OVERFLOW(size, align, &total)) return ENOMEM;
+    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return ENOMEM;
+    uintptr_t lo = (uintptr_t)m, hi = lo + total;
+    uintptr_t r = hak_align_up(lo + offset, align) - offset;
+    if (r < lo) r += align;
+    if (r > lo) munmap(m, r - lo);
+    if (hi > r + size) munmap((void *)(r + size), hi - (r + size));
+    if (((r + size - 1) >> HAK_CHUNK_SHIFT) >= SEGMAP_ENTRIES) {
+        munmap((void *)r, size); /* outside the address space we map */
+        return ENOMEM;
+    }
+    *out = (void *)r;
+    return 0;
+}
+
+int os_unmap(void *p, size_t size) { return munmap(p, size) == 0 ? 0 : errno; }
+
+int os_purge(void *p, size_t size) {
+    int advice = hak_opt(HAK_OPT_PURGE) == HAK_PURGE_FREE ? MADV_FREE : MADV_DONTNEED;
+    if (madvise(p, size, advice) == 0) return 0;
+    if (advice == MADV_FREE && madvise(p, size, MADV_DONTNEED) == 0) return 0; /* old kernel */
+    return errno;
+}
+
+int os_move(void *old, size_t old_size, void *dst, size_t new_size) {
+    void *r = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
+    return r == MAP_FAILED ? errno : 0;
+}
+
+int os_grow_in_place(void *p, size_t size, size_t new_size) {
+    void *r = mremap(p, size, new_size, 0);
+    return r == MAP_FAILED ? errno : 0;
+}
+
+uint64_t os_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void os_write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        buf += n;
+        len -= (size_t)n;
+    }
+}
+
+int os_open_append(const char *path) {
+    return open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+void os_rss(uint64_t *current, uint64_t *peak) {
+    struct rusage ru;
+    *peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_maxrss * 1024 : 0;
+    *current = 0;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return;
+    buf[n] = 0;
+    /* second field: resident pages */
+    const char *s = buf;
+    while (*s && *s != ' ') s++;
+    uint64_t pages = 0;
+    for (s++; *s >= '0' && *s <= '9'; s++) pages = pages * 10 + (uint64_t)(*s - '0');
+    *current = pages * os_page_size;
+}
+
+int os_is_secure(void) { return getauxval(AT_SECURE) != 0; }
+
+/* ---- purge queue ------------------------------------------------------ */
+
+#define OS_MAX_PURGERS 8
+static os_purger_fn purgers[OS_MAX_PURGERS];
+static int npurgers;
+/* Earliest time any lane has a purge due; UINT64_MAX when none is pending. */
+static _Atomic uint64_t purge_next_due = UINT64_MAX;
+static _Atomic int purge_running;
+static _Atomic uint64_t purge_lanes_pending;
+
+void os_purge_register(os_purger_fn fn) {
+    hak_assert(npurgers < OS_MAX_PURGERS);
+    if (npurgers < OS_MAX_PURGERS) purgers[npurgers++] = fn;
+}
+
+void os_purge_schedule(uint64_t due_ns) {
+    uint64_t cur = atomic_load_relaxed(&purge_next_due);
+    while (due_ns < cur &&
+           !atomic_compare_exchange_weak_explicit(&purge_next_due, &cur, due_ns,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
+uint64_t os_purge_delay_ns(void) {
+    return (uint64_t)hak_opt(HAK_OPT_PURGE_DELAY_MS) * 1000000u;
+}
+
+static size_t purge_run(bool all) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&purge_running, &expected, 1,
+                                                 memory_order_acquire, memory_order_relaxed))
+        return 0; /* another thread is purging */
+    /* Reset before running, so a purge scheduled meanwhile is not lost. */
+    atomic_store_relaxed(&purge_next_due, UINT64_MAX);
+    uint64_t now = os_now_ns();
+    size_t freed = 0;
+    uint64_t pending = 0;
+    for (int i = 0; i < npurgers; i++) {
+        uint64_t next = UINT64_MAX;
+        freed += purgers[i](all, now, &next);
+        if (next != UINT64_MAX) {
+            pending++;
+            os_purge_schedule(next);
+        }
+    }
+    atomic_store_relaxed(&purge_lanes_pending, pending);
+    atomic_store_release(&purge_running, 0);
+    return freed;
+}
+
+void os_purge_tick(void) {
+    uint64_t due = atomic_load_relaxed(&purge_next_due);
+    if (HAK_LIKELY(due == UINT64_MAX)) return;
+    if (os_now_ns() >= due) purge_run(false);
+}
+
+size_t os_purge_all(void) {
+    /* Wait out a concurrent run so that trim really finds nothing pending. */
+    while (atomic_load_acquire(&purge_running)) sched_yield();
+    return purge_run(true);
+}
+
+uint64_t os_purge_pending(void) {
+    if (atomic_load_relaxed(&purge_next_due) == UINT64_MAX) return 0;
+    uint64_t lanes = atomic_load_relaxed(&purge_lanes_pending);
+    return lanes ? lanes : 1;
+}
+
+void os_fork_child(void) { atomic_store_relaxed(&purge_running, 0); }

@@ -1,0 +1,89 @@
+/*
+ * os.h: the OS contract. Every system call hakmem makes goes through here
+ * (STYLE.md 7). Each function documents its preconditions and returns 0 or
+ * an errno; none allocates with the libc allocator, none touches the memory
+ * it maps.
+ */
+#ifndef HAK_OS_H
+#define HAK_OS_H
+
+#include "internal.h"
+
+/* The page size, read at run time (os_init). */
+extern size_t os_page_size;
+
+/* Reads the page size. Single-threaded (hak_init). Returns 0 or an errno. */
+int os_init(void);
+
+/* Reserves size bytes of read-write address space that commit nothing until
+ * touched (MAP_NORESERVE): for tables that are written sparsely. size a
+ * multiple of the page size. */
+int os_reserve_noreserve(size_t size, void **out);
+
+/* Maps size bytes of fresh, zeroed, read-write memory at an address r with
+ * r % HAK_CHUNK == 0 and (r + offset) % align == 0. size a multiple of
+ * HAK_CHUNK; align a power of two; offset < align, a multiple of HAK_CHUNK
+ * when align > HAK_CHUNK (else 0). The slack of the over-sized reservation is
+ * unmapped, never touched. Fails with ENOMEM when the OS refuses, or when
+ * the result would lie outside the segment map's address space. */
+int os_map_chunks(size_t size, size_t align, size_t offset, void **out);
+
+/* Unmaps [p, p + size). p and size page-aligned. */
+int os_unmap(void *p, size_t size);
+
+/* Gives the pages of [p, p + size) back to the OS; they read as zero when
+ * next touched (MADV_DONTNEED). p and size page-aligned. */
+int os_purge(void *p, size_t size);
+
+/* Moves the mapping [old, old + old_size) to [dst, dst + new_size) (dst an
+ * existing reservation of new_size bytes, which it replaces), keeping the
+ * pages (mremap MREMAP_MAYMOVE|MREMAP_FIXED); the grown tail reads as zero.
+ * On failure nothing changed. */
+int os_move(void *old, size_t old_size, void *dst, size_t new_size);
+
+/* Asks for the mapping [p, p + size) to grow in place to new_size (mremap
+ * without MAYMOVE). On failure nothing changed. */
+int os_grow_in_place(void *p, size_t size, size_t new_size);
+
+/* Monotonic clock, nanoseconds. */
+uint64_t os_now_ns(void);
+
+/* Writes len bytes to fd, retrying short writes; ignores errors. */
+void os_write_all(int fd, const char *buf, size_t len);
+
+/* Opens path for appending (HAKMEM_LOG_FILE); returns the fd or -1. */
+int os_open_append(const char *path);
+
+/* Current and peak resident set size of the process, bytes. */
+void os_rss(uint64_t *current, uint64_t *peak);
+
+/* 1 when the process runs set-user-ID or with capabilities (AT_SECURE). */
+int os_is_secure(void);
+
+/* ---- the purge queue --------------------------------------------------
+ * Lanes do not purge freed memory at once: they note it, and purge it in
+ * batches once it has stayed free for HAKMEM_PURGE_DELAY_MS. Each lane that
+ * keeps dirty free memory registers one purger (in its init). os_purge_tick
+ * is called from allocator slow paths and a countdown on fast paths; it is
+ * a single relaxed load until a purge is due. */
+
+/* Runs the lane's purges: the ones due at now_ns, or all when all is true.
+ * Returns bytes purged or released; sets *next_due_ns to the time of the
+ * lane's next pending purge (UINT64_MAX if none). Takes the lane's locks. */
+typedef size_t (*os_purger_fn)(bool all, uint64_t now_ns, uint64_t *next_due_ns);
+
+void os_purge_register(os_purger_fn fn);
+/* A lane has a purge pending at due_ns. */
+void os_purge_schedule(uint64_t due_ns);
+/* Runs due purges if any are due (cheap when none). */
+void os_purge_tick(void);
+/* Runs every pending purge now (malloc_trim). Returns bytes given back. */
+size_t os_purge_all(void);
+/* Nanoseconds a freed range waits before its purge (HAKMEM_PURGE_DELAY_MS). */
+uint64_t os_purge_delay_ns(void);
+/* Number of lanes with purges pending (for the stats). */
+uint64_t os_purge_pending(void);
+/* In a fork child: forget a purge run the parent's other threads had going. */
+void os_fork_child(void);
+
+#endif /* HAK_OS_H */

@@ -1,0 +1,69 @@
+/*
+ * stats.h: the counters, declared once (STYLE.md 12). Each lane has one set.
+ * Slow paths (mapping, purging, the huge lane) add to the global atomics
+ * directly; fast lanes count in a per-thread batch (struct stats_batch, kept
+ * in the thread's heap, never in TLS) and flush it every STATS_BATCH_OPS
+ * operations and at thread exit. With -Dbench_minimal everything folds away.
+ */
+#ifndef HAK_STATS_H
+#define HAK_STATS_H
+
+#include "internal.h"
+
+#define HAK_COUNTERS(X)                                                        \
+    X(allocs)        /* blocks handed out */                                   \
+    X(frees)         /* blocks given back */                                   \
+    X(alloc_bytes)   /* bytes handed out (block sizes), cumulative */          \
+    X(free_bytes)    /* bytes given back, cumulative */                        \
+    X(os_maps)       /* mmap calls that succeeded */                           \
+    X(os_unmaps)     /* munmap calls */                                        \
+    X(os_map_bytes)  /* bytes mapped, cumulative */                            \
+    X(os_unmap_bytes)/* bytes unmapped, cumulative */                          \
+    X(purges)        /* madvise purge calls */                                 \
+    X(purged_bytes)  /* bytes purged, cumulative */
+
+enum hak_counter {
+#define X(name) HAK_CTR_##name,
+    HAK_COUNTERS(X)
+#undef X
+        HAK_CTR_COUNT
+};
+
+struct stats_lane {
+    _Atomic uint64_t c[HAK_CTR_COUNT];
+    _Atomic uint64_t peak_live; /* high-water mark of alloc_bytes - free_bytes */
+};
+extern struct stats_lane stats_lanes[HAK_LANE_COUNT];
+
+static inline void stats_add(int lane, enum hak_counter c, uint64_t v) {
+    if (!HAK_BENCH_MINIMAL) atomic_fetch_add_relaxed(&stats_lanes[lane].c[c], v);
+}
+
+/* One allocation / free of `bytes` (block size) in lane; updates the peak. */
+void stats_note_alloc(int lane, uint64_t bytes);
+void stats_note_free(int lane, uint64_t bytes);
+/* A mapping of `bytes` made / released by lane. */
+void stats_note_map(int lane, uint64_t bytes);
+void stats_note_unmap(int lane, uint64_t bytes);
+void stats_note_purge(int lane, uint64_t bytes);
+
+/* A per-thread batch for fast lanes: add with stats_batch_add, flushed into
+ * the globals every STATS_BATCH_OPS operations and at thread exit. */
+#define STATS_BATCH_OPS 256
+struct stats_batch {
+    uint32_t ops;                         /* operations since the last flush */
+    int64_t live_delta;                   /* bytes allocated - freed since */
+    uint64_t c[HAK_CTR_COUNT];
+};
+void stats_batch_flush(struct stats_batch *b, int lane);
+
+/* Fills the public snapshot (stats.c). */
+void stats_fill(struct hak_stats *st);
+
+/* Prints the exit report (HAKMEM_STATS=1). */
+void stats_report(void);
+
+/* Writes raw text to the log output (error.c). */
+void hak_log_raw(const char *buf, size_t len);
+
+#endif /* HAK_STATS_H */
