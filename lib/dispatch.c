@@ -25,9 +25,15 @@
 #include "stats.h"
 
 #include "modules/huge/huge.h"
+#if HAK_HAVE_TINY
+#include "modules/tiny/tiny_fast.h"
+#endif
 
 /* The lanes compiled in, by id. */
 static const struct hak_lane *const lanes_built[HAK_LANE_COUNT] = {
+#if HAK_HAVE_TINY
+    [HAK_LANE_TINY] = &tiny_lane,
+#endif
     [HAK_LANE_HUGE] = &huge_lane,
 };
 
@@ -173,7 +179,12 @@ static inline void *alloc_generic(size_t size, bool *zeroed) {
     return p;
 }
 
-HAK_EXPORT void *hak_malloc(size_t size) { return alloc_generic(size, NULL); }
+HAK_EXPORT void *hak_malloc(size_t size) {
+#if HAK_HAVE_TINY
+    if (HAK_LIKELY(size <= HAK_TINY_MAX)) return tiny_alloc_fast(size);
+#endif
+    return alloc_generic(size, NULL);
+}
 
 HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size) {
     size_t total;
@@ -263,6 +274,15 @@ static HAK_NOINLINE HAK_COLD void foreign_pointer(hak_call_t call, const void *p
 }
 
 HAK_EXPORT void hak_free(void *p) {
+#if HAK_HAVE_TINY
+    /* The hot case inline: a tiny segment is a single head chunk. */
+    uintptr_t idx = (uintptr_t)p >> HAK_CHUNK_SHIFT;
+    if (HAK_LIKELY(idx < segmap_g.limit) &&
+        HAK_LIKELY(atomic_load_relaxed(&segmap_g.table[idx]) == HAK_LANE_TINY)) {
+        tiny_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
+        return;
+    }
+#endif
     if (HAK_UNLIKELY(p == NULL)) return;
     uintptr_t head;
     int id = segmap_lookup(p, &head);

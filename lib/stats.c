@@ -60,9 +60,7 @@ void stats_batch_flush(struct stats_batch *b, int lane) {
         if (b->c[i]) atomic_fetch_add_relaxed(&s->c[i], b->c[i]);
         b->c[i] = 0;
     }
-    if (b->live_delta > 0) raise_peak(s);
-    b->live_delta = 0;
-    b->ops = 0;
+    raise_peak(s);
 }
 
 static void lane_snapshot(int lane, struct hak_lane_stats *out) {

@@ -47,13 +47,11 @@ void stats_note_map(int lane, uint64_t bytes);
 void stats_note_unmap(int lane, uint64_t bytes);
 void stats_note_purge(int lane, uint64_t bytes);
 
-/* A per-thread batch for fast lanes: add with stats_batch_add, flushed into
- * the globals every STATS_BATCH_OPS operations and at thread exit. */
-#define STATS_BATCH_OPS 256
+/* A per-thread batch for fast lanes: the fast paths add to c[] with plain
+ * increments; the lane flushes it into the globals on its slow paths and
+ * at thread exit. */
 struct stats_batch {
-    uint32_t ops;                         /* operations since the last flush */
-    int64_t live_delta;                   /* bytes allocated - freed since */
-    uint64_t c[HAK_CTR_COUNT];
+    uint64_t c[HAK_CTR_COUNT];            /* counts since the last flush */
 };
 void stats_batch_flush(struct stats_batch *b, int lane);
 
