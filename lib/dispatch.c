@@ -28,11 +28,17 @@
 #if HAK_HAVE_TINY
 #include "modules/tiny/tiny_fast.h"
 #endif
+#if HAK_HAVE_POOL
+#include "modules/pool/pool_fast.h"
+#endif
 
 /* The lanes compiled in, by id. */
 static const struct hak_lane *const lanes_built[HAK_LANE_COUNT] = {
 #if HAK_HAVE_TINY
     [HAK_LANE_TINY] = &tiny_lane,
+#endif
+#if HAK_HAVE_POOL
+    [HAK_LANE_POOL] = &pool_lane,
 #endif
     [HAK_LANE_HUGE] = &huge_lane,
 };
@@ -183,6 +189,10 @@ HAK_EXPORT void *hak_malloc(size_t size) {
 #if HAK_HAVE_TINY
     if (HAK_LIKELY(size <= HAK_TINY_MAX)) return tiny_alloc_fast(size);
 #endif
+#if HAK_HAVE_POOL
+    if (HAK_LIKELY(size - (HAK_TINY_MAX + 1) < HAK_POOL_MAX - HAK_TINY_MAX))
+        return pool_alloc_fast(size);
+#endif
     return alloc_generic(size, NULL);
 }
 
@@ -274,15 +284,24 @@ static HAK_NOINLINE HAK_COLD void foreign_pointer(hak_call_t call, const void *p
 }
 
 HAK_EXPORT void hak_free(void *p) {
-#if HAK_HAVE_TINY
-    /* The hot case inline: a tiny segment is a single head chunk. */
+    /* The hot cases inline: a slab-engine segment is a single head chunk. */
     uintptr_t idx = (uintptr_t)p >> HAK_CHUNK_SHIFT;
-    if (HAK_LIKELY(idx < segmap_g.limit) &&
-        HAK_LIKELY(atomic_load_relaxed(&segmap_g.table[idx]) == HAK_LANE_TINY)) {
-        tiny_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
-        return;
-    }
+    if (HAK_LIKELY(idx < segmap_g.limit)) {
+        unsigned b = atomic_load_relaxed(&segmap_g.table[idx]);
+#if HAK_HAVE_TINY
+        if (HAK_LIKELY(b == HAK_LANE_TINY)) {
+            tiny_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
+            return;
+        }
 #endif
+#if HAK_HAVE_POOL
+        if (HAK_LIKELY(b == HAK_LANE_POOL)) {
+            pool_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
+            return;
+        }
+#endif
+        (void)b;
+    }
     if (HAK_UNLIKELY(p == NULL)) return;
     uintptr_t head;
     int id = segmap_lookup(p, &head);

@@ -1,0 +1,638 @@
+/*
+ * slab.c: the slow paths of the slab engine (see slab.h for the types, the
+ * ownership rules and the lock order): heaps, slab refill and carving,
+ * remote frees and their collection, segments, thread exit (abandon),
+ * adoption, the orphan heap, trim and fork.
+ */
+#include "slab.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <string.h>
+
+#include "os.h"
+#include "segmap.h"
+
+/* The sentinel slab: no free block, ever; the current slab of every class
+ * of a heap that has none. Never written. */
+static struct slab sentinel_slab;
+
+#define S1 &sentinel_slab
+#define S4 S1, S1, S1, S1
+#define SENTINEL_CUR {S4, S4, S4, S4, S4, S4}
+_Static_assert(SLAB_MAX_CLASSES == 24, "SENTINEL_CUR names every class");
+
+struct slab_heap slab_heap_empty = {.cur = SENTINEL_CUR, .kind = SLAB_HEAP_EMPTY};
+struct slab_heap slab_heap_dead = {.cur = SENTINEL_CUR, .kind = SLAB_HEAP_DEAD};
+
+void hak_thread_attach(void);
+
+/* free_slabs of an empty segment: every slab but slab 0 */
+#define SEG_ALL_FREE(L) ((uint32_t)(((uint64_t)1 << (HAK_CHUNK >> (L)->slab_shift)) - 2))
+
+static inline struct slab_segment *segment_of(const struct slab *sl) {
+    return (struct slab_segment *)hak_align_down((uintptr_t)sl, HAK_CHUNK);
+}
+
+static inline char *slab_base(const struct slab *sl) {
+    struct slab_segment *s = segment_of(sl);
+    return (char *)s + ((uintptr_t)sl->index << s->lane->slab_shift);
+}
+
+static unsigned class_of(const struct slab_lane *L, size_t size) {
+    unsigned c = 0;
+    while (L->class_size[c] < size) c++;
+    return c;
+}
+
+/* ---- lists (owner only) ------------------------------------------------ */
+
+static void slist_push(struct slab **l, struct slab *sl) {
+    sl->prev = NULL;
+    sl->next = *l;
+    if (*l) (*l)->prev = sl;
+    *l = sl;
+}
+
+static void slist_remove(struct slab **l, struct slab *sl) {
+    if (sl->prev)
+        sl->prev->next = sl->next;
+    else
+        *l = sl->next;
+    if (sl->next) sl->next->prev = sl->prev;
+    sl->next = sl->prev = NULL;
+}
+
+static void seg_push(struct slab_segment **l, struct slab_segment *s) {
+    s->prev = NULL;
+    s->next = *l;
+    if (*l) (*l)->prev = s;
+    *l = s;
+}
+
+static void seg_remove(struct slab_segment **l, struct slab_segment *s) {
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *l = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = NULL;
+}
+
+/* ---- remote frees ------------------------------------------------------ */
+
+static void heap_notify_push(struct slab_heap *h, struct slab *sl) {
+    atomic_store_relaxed(&sl->in_notify, 1);
+    struct slab *old = atomic_load_relaxed(&h->notify);
+    do {
+        sl->notify_next = old;
+    } while (!atomic_compare_exchange_weak_explicit(&h->notify, &old, sl, memory_order_release,
+                                                    memory_order_relaxed));
+}
+
+/* Pushes p onto sl's remote list, handing a slab its owner set aside as
+ * full back to the owner. Any thread, lock-free. */
+static void free_remote(struct slab *sl, void *p) {
+    uintptr_t old = atomic_load_relaxed(&sl->remote);
+    for (;;) {
+        if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFY) {
+            uintptr_t busy = (old & ~SLAB_RS_MASK) | SLAB_RS_NOTIFYING;
+            if (!atomic_cas_weak_acq_rel(&sl->remote, &old, busy)) continue;
+            /* The owner cannot disown the slab while it is NOTIFYING. */
+            heap_notify_push(atomic_load_acquire(&sl->owner), sl);
+            old = busy;
+            for (;;) {
+                *(uintptr_t *)p = old & ~SLAB_RS_MASK;
+                if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | SLAB_RS_NORMAL))
+                    return;
+            }
+        }
+        *(uintptr_t *)p = old & ~SLAB_RS_MASK;
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | (old & SLAB_RS_MASK)))
+            return;
+    }
+}
+
+/* Takes sl's whole remote list onto its local free list (owner, or the
+ * holder of the lane lock for an abandoned slab), setting the state to
+ * new_state when set_state, else keeping it. Returns the blocks taken. */
+static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_state) {
+    uintptr_t old = atomic_load_relaxed(&sl->remote);
+    for (;;) {
+        if ((old & ~SLAB_RS_MASK) == 0 && !set_state) return 0;
+        uintptr_t nw = set_state ? new_state : (old & SLAB_RS_MASK);
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, nw)) break;
+    }
+    void *list = (void *)(old & ~SLAB_RS_MASK);
+    if (!list) return 0;
+    uint32_t n = 1;
+    void *tail = list;
+    while (*(void **)tail) {
+        tail = *(void **)tail;
+        n++;
+    }
+    *(void **)tail = sl->free;
+    sl->free = list;
+    hak_assert(sl->used >= n);
+    sl->used -= n;
+    return n;
+}
+
+/* Marks an avail slab with nothing free as full (owner). Fails when a
+ * remote free came in meanwhile (the caller collects it instead), or when
+ * the slab still sits on the notify list from an earlier hand-back (a
+ * second push would corrupt that list; the next drain clears it). */
+static bool try_mark_full(struct slab *sl) {
+    if (atomic_load_acquire(&sl->in_notify)) return false;
+    uintptr_t old = atomic_load_relaxed(&sl->remote);
+    for (;;) {
+        if ((old & ~SLAB_RS_MASK) != 0) return false;
+        if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFYING) return false;
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, SLAB_RS_NOTIFY)) return true;
+    }
+}
+
+/* ---- segments ---------------------------------------------------------- */
+
+static void segment_release(struct slab_lane *L, struct slab_segment *s) {
+    segmap_unregister((uintptr_t)s, 1);
+    os_unmap(s, HAK_CHUNK);
+    stats_note_unmap(L->id, HAK_CHUNK);
+}
+
+static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h) {
+    void *base;
+    if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &base) != 0) return NULL;
+    stats_note_map(L->id, HAK_CHUNK);
+    struct slab_segment *s = base; /* fresh memory reads as zero */
+    s->magic = SLAB_SEG_MAGIC;
+    s->free_slabs = SEG_ALL_FREE(L);
+    s->lane = L;
+    s->heap = h;
+    for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
+    segmap_register((uintptr_t)base, 1, L->id);
+    seg_push(&h->segs, s);
+    h->empty_segs++;
+    return s;
+}
+
+/* Gives slab sl (empty, off every list) back to its segment (owner). */
+static void slab_release(struct slab_heap *h, struct slab *sl) {
+    struct slab_segment *s = segment_of(sl);
+    struct slab_lane *L = s->lane;
+    sl->free = NULL;
+    sl->used = 0;
+    sl->block_size = 0;
+    sl->div_magic = 0;
+    sl->carved = 0;
+    sl->capacity = 0;
+    sl->where = SLAB_ON_NONE;
+    atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
+    if (s->free_slabs == 0) {
+        seg_remove(&h->segs_full, s);
+        seg_push(&h->segs, s);
+    }
+    s->free_slabs |= (uint32_t)1 << sl->index;
+    if (s->free_slabs == SEG_ALL_FREE(L)) {
+        /* the segment is empty: keep one per heap (its pages purged), unmap
+         * the others */
+        if (h->empty_segs >= 1) {
+            seg_remove(&h->segs, s);
+            segment_release(L, s);
+        } else {
+            h->empty_segs++;
+            size_t first = (size_t)1 << L->slab_shift;
+            os_purge((char *)s + first, HAK_CHUNK - first);
+            stats_note_purge(L->id, HAK_CHUNK - first);
+        }
+    }
+}
+
+static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_segment *a);
+
+/* ---- heaps ------------------------------------------------------------- */
+
+static void heap_reset(struct slab_heap *h, uint32_t kind) {
+    memset(h, 0, sizeof *h);
+    for (unsigned c = 0; c < SLAB_MAX_CLASSES; c++) h->cur[c] = &sentinel_slab;
+    h->kind = kind;
+}
+
+static struct slab_heap *heap_alloc(struct slab_lane *L) {
+    struct slab_heap *h;
+    pthread_mutex_lock(&L->lock);
+    h = L->heap_pool;
+    if (h) {
+        L->heap_pool = h->pool_next;
+    } else {
+        if (L->heaps_used == L->heaps_cap) {
+            void *chunk;
+            if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &chunk) != 0) {
+                pthread_mutex_unlock(&L->lock);
+                return NULL;
+            }
+            stats_note_map(L->id, HAK_CHUNK);
+            L->heaps_chunk = chunk;
+            L->heaps_used = 0;
+            L->heaps_cap = HAK_CHUNK / sizeof(struct slab_heap);
+        }
+        h = &L->heaps_chunk[L->heaps_used++];
+    }
+    pthread_mutex_unlock(&L->lock);
+    heap_reset(h, SLAB_HEAP_LIVE);
+    return h;
+}
+
+void slab_lane_init(struct slab_lane *L) {
+    pthread_mutex_init(&L->lock, NULL);
+    pthread_mutex_init(&L->orphan_lock, NULL);
+    heap_reset(&L->orphan, SLAB_HEAP_ORPHAN);
+}
+
+/* Takes back the slabs remote freers handed back (owner). */
+static void drain_notify(struct slab_heap *h) {
+    if (atomic_load_relaxed(&h->notify) == NULL) return;
+    struct slab *sl = atomic_exchange_acq_rel(&h->notify, NULL);
+    while (sl) {
+        struct slab *next = sl->notify_next;
+        sl->notify_next = NULL;
+        atomic_store_release(&sl->in_notify, 0);
+        if (sl->where == SLAB_ON_FULL && atomic_load_relaxed(&sl->owner) == h) {
+            slist_remove(&h->full[sl->cls], sl);
+            slist_push(&h->avail[sl->cls], sl);
+            sl->where = SLAB_ON_AVAIL;
+        }
+        sl = next;
+    }
+}
+
+/* Carves up to carve_bytes of never-used blocks onto the free list. */
+static bool carve(struct slab_lane *L, struct slab *sl) {
+    if (sl->carved >= sl->capacity) return false;
+    uint32_t bs = sl->block_size;
+    uint32_t n = L->carve_bytes / bs ? L->carve_bytes / bs : 1;
+    uint32_t left = (sl->capacity - sl->carved) / bs;
+    if (n > left) n = left;
+    char *first = slab_base(sl) + sl->carved;
+    for (uint32_t i = 0; i + 1 < n; i++)
+        *(void **)(first + (size_t)i * bs) = first + (size_t)(i + 1) * bs;
+    *(void **)(first + (size_t)(n - 1) * bs) = sl->free;
+    sl->free = first;
+    sl->carved += n * bs;
+    return true;
+}
+
+/* Gives sl a free block if it can (owner). */
+static bool refill(struct slab_lane *L, struct slab *sl) {
+    if (sl->free) return true;
+    if (collect_remote(sl, 0, false)) return true;
+    return carve(L, sl);
+}
+
+/* Assigns an unassigned slab of h to class cls, adopting an abandoned
+ * segment or mapping a new one when h has none; NULL when out of memory. */
+static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsigned cls) {
+    struct slab_segment *s = h->segs;
+    if (!s) {
+        pthread_mutex_lock(&L->lock);
+        struct slab_segment *a = L->abandoned;
+        if (a) seg_remove(&L->abandoned, a);
+        pthread_mutex_unlock(&L->lock);
+        if (a) {
+            segment_adopt(L, h, a);
+            struct slab *sl = h->avail[cls];
+            if (sl && refill(L, sl)) return sl; /* the adopted segment serves cls */
+            s = h->segs;
+        }
+        if (!s) s = segment_new(L, h);
+        if (!s) return NULL;
+    }
+    if (s->free_slabs == SEG_ALL_FREE(L)) h->empty_segs--;
+    unsigned i = (unsigned)HAK_CTZ64(s->free_slabs);
+    s->free_slabs &= ~((uint32_t)1 << i);
+    if (s->free_slabs == 0) {
+        seg_remove(&h->segs, s);
+        seg_push(&h->segs_full, s);
+    }
+    struct slab *sl = &s->slabs[i];
+    uint32_t bs = L->class_size[cls];
+    uint32_t slab_size = (uint32_t)1 << L->slab_shift;
+    sl->block_size = bs;
+    sl->div_magic = (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs;
+    sl->capacity = slab_size / bs * bs;
+    sl->carved = 0;
+    sl->used = 0;
+    sl->free = NULL;
+    sl->cls = (uint8_t)cls;
+    atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
+    atomic_store_release(&sl->owner, h);
+    slist_push(&h->avail[cls], sl);
+    sl->where = SLAB_ON_AVAIL;
+    carve(L, sl);
+    return sl;
+}
+
+/* Finds or makes a slab of class cls with a free block and makes it the
+ * current one (owner). NULL when out of memory. */
+static struct slab *find_slab(struct slab_lane *L, struct slab_heap *h, unsigned cls) {
+    drain_notify(h); /* before any slab is marked full: see try_mark_full */
+    struct slab *sl = h->cur[cls];
+    if (sl != &sentinel_slab && refill(L, sl)) return sl;
+    sl = h->avail[cls];
+    while (sl) {
+        struct slab *next = sl->next;
+        if (refill(L, sl)) {
+            h->cur[cls] = sl;
+            return sl;
+        }
+        if (try_mark_full(sl)) {
+            slist_remove(&h->avail[cls], sl);
+            slist_push(&h->full[cls], sl);
+            sl->where = SLAB_ON_FULL;
+            if (h->cur[cls] == sl) h->cur[cls] = &sentinel_slab;
+        } else if (refill(L, sl)) {
+            h->cur[cls] = sl;
+            return sl;
+        }
+        sl = next;
+    }
+    sl = slab_assign(L, h, cls);
+    h->cur[cls] = sl ? sl : &sentinel_slab;
+    return sl;
+}
+
+static void flush_stats(struct slab_lane *L, struct slab_heap *h) {
+    stats_batch_flush(&h->stats, L->id);
+}
+
+static void *alloc_from(struct slab_lane *L, struct slab_heap *h, unsigned cls) {
+    struct slab *sl = find_slab(L, h, cls);
+    if (!sl) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *p = slab_pop_fast(h, cls);
+    hak_assert(p != NULL);
+    return p;
+}
+
+/* An allocation for a thread without a heap (torn down): from the lane's
+ * orphan heap, under orphan_lock. Its blocks are freed as remote frees by
+ * every thread, so it needs no owner thread. */
+static void *orphan_alloc(struct slab_lane *L, unsigned cls) {
+    pthread_mutex_lock(&L->orphan_lock);
+    void *p = alloc_from(L, &L->orphan, cls);
+    flush_stats(L, &L->orphan);
+    pthread_mutex_unlock(&L->orphan_lock);
+    return p;
+}
+
+void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls) {
+    struct slab_heap *h = *tls;
+    if (HAK_UNLIKELY(h->kind != SLAB_HEAP_LIVE)) {
+        if (h->kind == SLAB_HEAP_DEAD) return orphan_alloc(L, cls);
+        if (!hak_ensure_init()) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        h = heap_alloc(L);
+        if (!h) {
+            errno = ENOMEM;
+            return NULL;
+        }
+        *tls = h;
+        hak_thread_attach();
+    }
+    void *p = slab_pop_fast(h, cls);
+    if (p) return p;
+    flush_stats(L, h);
+    return alloc_from(L, h, cls);
+}
+
+void *slab_alloc_slow(struct slab_lane *L, struct slab_heap **tls, unsigned cls) {
+    return slab_alloc_class(L, tls, cls);
+}
+
+/* ---- free -------------------------------------------------------------- */
+
+/* The slab of h got a block back while on the full list, or became empty
+ * (owner). */
+static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
+    if (sl->where == SLAB_ON_FULL) {
+        /* leave NOTIFY: the owner has it back */
+        uintptr_t old = atomic_load_relaxed(&sl->remote);
+        while ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFY &&
+               !atomic_cas_weak_acq_rel(&sl->remote, &old, old & ~SLAB_RS_MASK)) {
+        }
+        slist_remove(&h->full[sl->cls], sl);
+        slist_push(&h->avail[sl->cls], sl);
+        sl->where = SLAB_ON_AVAIL;
+    }
+    if (sl->used == 0 && h->cur[sl->cls] != sl &&
+        (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL) {
+        slist_remove(&h->avail[sl->cls], sl);
+        slab_release(h, sl);
+    }
+}
+
+void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
+    struct slab_segment *s = segment_of(sl);
+    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << s->lane->slab_shift) - 1));
+    uint32_t bs = sl->block_size;
+    if (s->magic != SLAB_SEG_MAGIC || bs == 0) {
+        hak_report_misuse(call, p, "invalid pointer (not a block)");
+        return;
+    }
+    if (off % bs != 0 || off >= sl->carved) {
+        hak_report_misuse(call, p, "invalid pointer (inside a block)");
+        return;
+    }
+    uint8_t lane = s->lane->id;
+    if (atomic_load_relaxed(&sl->owner) != me) {
+        free_remote(sl, p);
+        if (!HAK_BENCH_MINIMAL) {
+            if (me->kind == SLAB_HEAP_LIVE) {
+                me->stats.c[HAK_CTR_frees]++;
+                me->stats.c[HAK_CTR_free_bytes] += bs;
+            } else {
+                stats_note_free(lane, bs);
+            }
+        }
+        return;
+    }
+    if (sl->free == p || sl->used == 0) {
+        hak_report_misuse(call, p, "double free");
+        return;
+    }
+    if (HAK_DEBUG_CHECKS) {
+        for (void *q = sl->free; q; q = *(void **)q) {
+            if (q == p) {
+                hak_report_misuse(call, p, "double free");
+                return;
+            }
+        }
+    }
+    *(void **)p = sl->free;
+    sl->free = p;
+    sl->used--;
+    if (!HAK_BENCH_MINIMAL) {
+        me->stats.c[HAK_CTR_frees]++;
+        me->stats.c[HAK_CTR_free_bytes] += bs;
+    }
+    local_free_fixup(me, sl);
+}
+
+size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
+    struct slab_segment *s = (struct slab_segment *)seg;
+    unsigned shift = s->lane->slab_shift;
+    const struct slab *sl = slab_of(p, seg, shift);
+    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
+    uint32_t bs = sl->block_size;
+    if (bs == 0 || off % bs != 0 || off >= sl->carved) {
+        hak_report_misuse(call, p, "invalid pointer (inside a block)");
+        return 0;
+    }
+    return bs;
+}
+
+/* ---- thread exit, abandonment, adoption ------------------------------- */
+
+/* Sets sl's remote state to NEVER, waiting out a freer that is handing it
+ * back (the owner's notify list is discarded afterwards). */
+static void slab_disown(struct slab *sl) {
+    uintptr_t old = atomic_load_relaxed(&sl->remote);
+    for (;;) {
+        if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFYING) {
+            sched_yield();
+            old = atomic_load_relaxed(&sl->remote);
+            continue;
+        }
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (old & ~SLAB_RS_MASK) | SLAB_RS_NEVER))
+            break;
+    }
+    atomic_store_release(&sl->owner, NULL);
+    sl->where = SLAB_ON_NONE;
+    sl->next = sl->prev = NULL;
+}
+
+/* Gives up every slab and segment of h (its thread is ending). */
+static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
+    flush_stats(L, h);
+    for (unsigned c = 0; c < L->nclasses; c++) {
+        h->cur[c] = &sentinel_slab;
+        for (int list = 0; list < 2; list++) {
+            struct slab **l = list ? &h->full[c] : &h->avail[c];
+            while (*l) {
+                struct slab *sl = *l;
+                slist_remove(l, sl);
+                collect_remote(sl, 0, false);
+                if (sl->used == 0 &&
+                    (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL) {
+                    slab_release(h, sl);
+                    continue;
+                }
+                slab_disown(sl);
+            }
+        }
+    }
+    atomic_exchange_acq_rel(&h->notify, NULL);
+    pthread_mutex_lock(&L->lock);
+    for (int list = 0; list < 2; list++) {
+        struct slab_segment **l = list ? &h->segs_full : &h->segs;
+        while (*l) {
+            struct slab_segment *s = *l;
+            seg_remove(l, s);
+            if (s->free_slabs == SEG_ALL_FREE(L)) {
+                segment_release(L, s);
+                continue;
+            }
+            s->heap = NULL;
+            seg_push(&L->abandoned, s);
+        }
+    }
+    h->kind = 0;
+    h->pool_next = L->heap_pool;
+    L->heap_pool = h;
+    pthread_mutex_unlock(&L->lock);
+}
+
+/* Makes h the owner of abandoned segment a, taking back the blocks other
+ * threads freed into it meanwhile; its empty slabs go back to it. */
+static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_segment *a) {
+    a->heap = h;
+    uint32_t in_use = ~a->free_slabs & SEG_ALL_FREE(L);
+    seg_push(a->free_slabs ? &h->segs : &h->segs_full, a);
+    for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++) {
+        if (!(in_use & ((uint32_t)1 << i))) continue;
+        struct slab *sl = &a->slabs[i];
+        atomic_store_release(&sl->owner, h);
+        atomic_store_relaxed(&sl->in_notify, 0); /* its notify list was discarded */
+        collect_remote(sl, SLAB_RS_NORMAL, true);
+        if (sl->used == 0) {
+            slab_release(h, sl);
+            continue;
+        }
+        /* full ones are marked so by the next find_slab of their class */
+        slist_push(&h->avail[sl->cls], sl);
+        sl->where = SLAB_ON_AVAIL;
+    }
+}
+
+void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls) {
+    struct slab_heap *h = *tls;
+    if (h->kind != SLAB_HEAP_LIVE) return;
+    *tls = &slab_heap_dead;
+    heap_abandon(L, h);
+}
+
+size_t slab_trim(struct slab_lane *L) {
+    /* Segments abandoned by exited threads: take back what other threads
+     * freed into them, and unmap those left empty. */
+    size_t bytes = 0;
+    pthread_mutex_lock(&L->lock);
+    struct slab_segment *s = L->abandoned;
+    while (s) {
+        struct slab_segment *next = s->next;
+        bool empty = true;
+        for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++) {
+            if (!(SEG_ALL_FREE(L) & ((uint32_t)1 << i)) || (s->free_slabs & ((uint32_t)1 << i)))
+                continue;
+            struct slab *sl = &s->slabs[i];
+            collect_remote(sl, SLAB_RS_NEVER, true);
+            if (sl->used != 0) empty = false;
+        }
+        if (empty) {
+            seg_remove(&L->abandoned, s);
+            segment_release(L, s);
+            bytes += HAK_CHUNK;
+        }
+        s = next;
+    }
+    pthread_mutex_unlock(&L->lock);
+    return bytes;
+}
+
+void slab_fork_prepare(struct slab_lane *L) {
+    pthread_mutex_lock(&L->orphan_lock);
+    pthread_mutex_lock(&L->lock);
+}
+
+void slab_fork_parent(struct slab_lane *L) {
+    pthread_mutex_unlock(&L->lock);
+    pthread_mutex_unlock(&L->orphan_lock);
+}
+
+void slab_fork_child(struct slab_lane *L) {
+    /* Heaps of the parent's other threads stay as they are: never adopted
+     * (one may have been mid-update); blocks of theirs freed here are
+     * remote frees onto their slabs. */
+    pthread_mutex_unlock(&L->lock);
+    pthread_mutex_unlock(&L->orphan_lock);
+}
+
+unsigned slab_class_aligned(const struct slab_lane *L, size_t size, size_t align) {
+    if (size > L->class_size[L->nclasses - 1]) return L->nclasses;
+    unsigned c = class_of(L, size);
+    while (c < L->nclasses && L->class_size[c] % align != 0) c++;
+    return c;
+}

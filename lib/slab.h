@@ -1,0 +1,194 @@
+/*
+ * slab.h: the segment/slab/heap engine shared by the lanes that serve
+ * fixed size classes (tiny, pool). A lane describes itself with a struct
+ * slab_lane (its id, slab size and classes) and keeps one TLS pointer to
+ * its heap per thread; the engine does the rest.
+ *
+ * Main types:
+ *   struct slab_segment  one 2 MiB chunk registered in the segment map under
+ *                        the lane's id; slab 0 holds this header, the other
+ *                        slabs hold blocks. Owned by one heap, or abandoned.
+ *   struct slab          one slab of blocks of one size class; its metadata
+ *                        lives in the segment header, blocks are headerless.
+ *   struct slab_heap     one per thread and lane (the thread's TLS holds a
+ *                        pointer to it; the heap itself is in hakmem's own
+ *                        memory): the current slab of each class and the
+ *                        lists of the heap's slabs and segments.
+ *
+ * Ownership: a slab's free list, used count and list links belong to its
+ * owner heap's thread. Any other thread frees a block by pushing it onto
+ * the slab's atomic remote list (CAS); the owner takes the whole list with
+ * one exchange-like CAS. The remote word's low two bits carry the
+ * notification state (SLAB_RS_*): a slab its owner put aside as full is
+ * handed back (through heap->notify) by the first remote free into it, so a
+ * full slab is never lost.
+ *
+ * Locks (per lane): orphan_lock, then lock (abandoned segments, heap pool).
+ * Fast paths take no lock and do no atomic read-modify-write.
+ */
+#ifndef HAK_SLAB_H
+#define HAK_SLAB_H
+
+#include <pthread.h>
+
+#include "internal.h"
+#include "stats.h"
+
+#define SLAB_MAX_CLASSES 24
+#define SLAB_DIV_SHIFT 40 /* see slab.div_magic */
+#define SLAB_MAX_PER_SEG 32 /* slabs per segment at the smallest slab size (64 KiB) */
+
+/* Remote-list notification states (low bits of slab.remote). */
+enum {
+    SLAB_RS_NORMAL = 0,    /* the owner has the slab on its avail list */
+    SLAB_RS_NOTIFY = 1,    /* the owner put it aside as full: the next remote
+                              free hands it back through owner->notify */
+    SLAB_RS_NOTIFYING = 2, /* a remote freer is doing that right now */
+    SLAB_RS_NEVER = 3,     /* abandoned: no owner to notify */
+};
+#define SLAB_RS_MASK ((uintptr_t)3)
+
+/* Where a slab is on its heap's lists. */
+enum { SLAB_ON_NONE = 0, SLAB_ON_AVAIL = 1, SLAB_ON_FULL = 2 };
+
+struct slab_heap;
+struct slab_lane;
+
+/* Invariant (owner's view): used == blocks handed out - blocks returned to
+ * the free list (locally, or collected from the remote list); blocks still
+ * on the remote list count as used. Unassigned: block_size == 0, carved == 0. */
+struct slab {
+    void *free;                      /* local free list (owner only) */
+    uint32_t used;                   /* blocks out, see above */
+    uint32_t block_size;             /* bytes; 0 when unassigned */
+    struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
+    uint64_t div_magic;              /* ceil(2^40 / block_size): offset -> index,
+                                        exact for offsets < 2^20 */
+    uint32_t carved;                 /* bytes carved into blocks so far */
+    uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
+    uint8_t cls;                     /* size class */
+    uint8_t where;                   /* SLAB_ON_* */
+    uint8_t index;                   /* slab number in its segment */
+    _Atomic uint8_t in_notify;       /* 1 from a freer's push onto owner->notify
+                                        until the owner drains it */
+    _Atomic uintptr_t remote;        /* remote free list | SLAB_RS_* */
+    struct slab *next, *prev;        /* heap's avail or full list of the class */
+    struct slab *notify_next;        /* in owner->notify */
+};
+
+struct slab_segment {
+    uint32_t magic;                  /* SLAB_SEG_MAGIC */
+    uint32_t free_slabs;             /* bit i: slab i unassigned (slab 0 never) */
+    struct slab_lane *lane;          /* the lane this segment belongs to */
+    struct slab_heap *heap;          /* owner, NULL when abandoned */
+    struct slab_segment *next, *prev;/* heap's segment lists, or the abandoned list */
+    struct slab slabs[SLAB_MAX_PER_SEG]; /* slabs[0] describes the header slab */
+};
+#define SLAB_SEG_MAGIC 0x534c4142u /* "SLAB" */
+_Static_assert(sizeof(struct slab_segment) <= 65536, "the header fits the smallest slab");
+
+struct slab_heap {
+    struct slab *cur[SLAB_MAX_CLASSES]; /* current slab of each class; never NULL
+                                           (the sentinel slab when none) */
+    struct stats_batch stats;           /* counters not yet flushed */
+    struct slab *avail[SLAB_MAX_CLASSES]; /* slabs that may have free blocks */
+    struct slab *full[SLAB_MAX_CLASSES];  /* slabs put aside as full (NOTIFY) */
+    struct slab *_Atomic notify;        /* full slabs that got a remote free */
+    struct slab_segment *segs;          /* segments with an unassigned slab */
+    struct slab_segment *segs_full;     /* segments with none */
+    struct slab_heap *pool_next;        /* in the lane's pool of free heaps */
+    uint32_t kind;                      /* SLAB_HEAP_* */
+    uint32_t empty_segs;                /* segments with no slab in use */
+};
+
+enum { SLAB_HEAP_LIVE = 1, SLAB_HEAP_EMPTY = 2, SLAB_HEAP_DEAD = 3, SLAB_HEAP_ORPHAN = 4 };
+
+/* A lane built on the engine: configuration first, then mutable state. */
+struct slab_lane {
+    uint8_t id;                         /* lane id (segment map byte) */
+    uint8_t slab_shift;                 /* log2 of the slab size */
+    uint8_t nclasses;
+    const uint32_t *class_size;         /* nclasses block sizes, ascending */
+    uint32_t carve_bytes;               /* bytes carved per refill of a slab */
+    /* state */
+    pthread_mutex_t lock;               /* abandoned, heap pool */
+    pthread_mutex_t orphan_lock;        /* orphan heap */
+    struct slab_segment *abandoned;
+    struct slab_heap *heap_pool;
+    struct slab_heap *heaps_chunk;      /* chunk heap structs are carved from */
+    size_t heaps_used, heaps_cap;
+    struct slab_heap orphan;            /* for threads whose heap is gone */
+};
+
+/* The heap every thread starts with, and the one after its exit. */
+extern struct slab_heap slab_heap_empty;
+extern struct slab_heap slab_heap_dead;
+
+/* Sets up a lane's state (its init). */
+void slab_lane_init(struct slab_lane *L);
+
+/* Slow paths. tls is the address of the lane's TLS heap pointer. */
+HAK_NOINLINE HAK_COLD void *slab_alloc_slow(struct slab_lane *L, struct slab_heap **tls,
+                                            unsigned cls);
+HAK_NOINLINE void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me,
+                                 hak_call_t call);
+void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls);
+size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call);
+/* The smallest class of L holding size bytes whose blocks are aligned to
+ * align (a power of two) by construction: block size a multiple of align
+ * (slabs are aligned to their size). L->nclasses when there is none. */
+unsigned slab_class_aligned(const struct slab_lane *L, size_t size, size_t align);
+/* The slab of p (in the segment at seg). */
+static inline struct slab *slab_of(const void *p, uintptr_t seg, unsigned slab_shift) {
+    return &((struct slab_segment *)seg)->slabs[((uintptr_t)p - seg) >> slab_shift];
+}
+void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls);
+size_t slab_trim(struct slab_lane *L);
+void slab_fork_prepare(struct slab_lane *L);
+void slab_fork_parent(struct slab_lane *L);
+void slab_fork_child(struct slab_lane *L);
+
+/* ---- fast paths (inlined by the lanes' <lane>_fast.h) ------------------ */
+
+/* Pops a block of class cls from the heap's current slab; NULL when the
+ * slab has none (the caller then takes its slow path). */
+static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) {
+    struct slab *sl = h->cur[cls];
+    void *p = sl->free;
+    if (HAK_LIKELY(p != NULL)) {
+        sl->free = *(void **)p;
+        sl->used++;
+        if (!HAK_BENCH_MINIMAL) {
+            h->stats.c[HAK_CTR_allocs]++;
+            h->stats.c[HAK_CTR_alloc_bytes] += sl->block_size;
+        }
+    }
+    return p;
+}
+
+/* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes.
+ * The fast case: p starts a block handed out from a slab of heap h that
+ * keeps other blocks out and has free ones; everything else (and every
+ * misuse) goes to slab_free_slow, which checks it all again. */
+static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
+                                             struct slab_heap *h, hak_call_t call) {
+    struct slab *sl = slab_of(p, seg, slab_shift);
+    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
+    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
+    void *head = sl->free;
+    if (HAK_LIKELY(idx * sl->block_size == off && off < sl->carved &&
+                   atomic_load_relaxed(&sl->owner) == h && head != NULL && head != p &&
+                   sl->used > 1)) {
+        *(void **)p = head;
+        sl->free = p;
+        sl->used--;
+        if (!HAK_BENCH_MINIMAL) {
+            h->stats.c[HAK_CTR_frees]++;
+            h->stats.c[HAK_CTR_free_bytes] += sl->block_size;
+        }
+        return;
+    }
+    slab_free_slow(sl, p, h, call);
+}
+
+#endif /* HAK_SLAB_H */
