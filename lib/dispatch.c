@@ -83,6 +83,12 @@ static void thread_exit(void *arg) {
         if (lanes_built[id] && lanes_built[id]->thread_exit) lanes_built[id]->thread_exit();
 }
 
+/* The calling thread's batched counters into the globals. */
+static void flush_my_stats(void) {
+    for (int id = 1; id < HAK_LANE_COUNT; id++)
+        if (lanes_built[id] && lanes_built[id]->flush_stats) lanes_built[id]->flush_stats();
+}
+
 /* Phase 1: everything an allocation needs, without allocating. */
 static int init_core(void) {
     options_defaults();
@@ -149,8 +155,10 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
 
 HAK_DESTRUCTOR static void hak_destructor(void) {
     if (!HAK_BENCH_MINIMAL && atomic_load_acquire(&hak_init_state) == HAK_INIT_READY &&
-        hak_opt(HAK_OPT_STATS))
+        hak_opt(HAK_OPT_STATS)) {
+        flush_my_stats();
         stats_report();
+    }
 }
 
 size_t hak_release_caches(void) {
@@ -376,6 +384,7 @@ HAK_EXPORT int hak_trim(size_t pad) {
 
 /* ---- introspection ---------------------------------------------------- */
 
+
 HAK_EXPORT int hak_lane_of(const void *p) {
     uintptr_t head;
     int id = segmap_lookup(p, &head);
@@ -400,6 +409,7 @@ HAK_EXPORT int hak_stats_get(struct hak_stats *st) {
     struct hak_stats full;
     memset(&full, 0, sizeof full);
     hak_ensure_init();
+    flush_my_stats();
     stats_fill(&full);
     size_t n = st->size < sizeof full ? st->size : sizeof full;
     full.size = st->size;
@@ -407,7 +417,10 @@ HAK_EXPORT int hak_stats_get(struct hak_stats *st) {
     return 0;
 }
 
-HAK_EXPORT void hak_stats_print(void) { stats_report(); }
+HAK_EXPORT void hak_stats_print(void) {
+    flush_my_stats();
+    stats_report();
+}
 
 /* ---- glibc's introspection calls -------------------------------------- */
 

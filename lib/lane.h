@@ -68,6 +68,10 @@ struct hak_lane {
 
     /* Gives cached memory back to the OS; returns bytes released. Thread-safe. */
     size_t (*trim)(void);
+
+    /* Flushes the calling thread's batched counters into the global ones
+     * (before a statistics snapshot). May be NULL. */
+    void (*flush_stats)(void);
 };
 
 #endif /* HAK_LANE_H */

@@ -612,6 +612,10 @@ size_t slab_trim(struct slab_lane *L) {
     return bytes;
 }
 
+void slab_flush_stats(struct slab_lane *L, struct slab_heap *h) {
+    if (h->kind == SLAB_HEAP_LIVE) flush_stats(L, h);
+}
+
 void slab_fork_prepare(struct slab_lane *L) {
     pthread_mutex_lock(&L->orphan_lock);
     pthread_mutex_lock(&L->lock);

@@ -144,6 +144,8 @@ static inline struct slab *slab_of(const void *p, uintptr_t seg, unsigned slab_s
 }
 void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls);
 size_t slab_trim(struct slab_lane *L);
+/* Flushes h's batched counters (h: the calling thread's heap). */
+void slab_flush_stats(struct slab_lane *L, struct slab_heap *h);
 void slab_fork_prepare(struct slab_lane *L);
 void slab_fork_parent(struct slab_lane *L);
 void slab_fork_child(struct slab_lane *L);

@@ -65,6 +65,7 @@ static size_t pool_trim(void) { return slab_trim(&pool_slabs); }
 static void pool_fork_prepare(void) { slab_fork_prepare(&pool_slabs); }
 static void pool_fork_parent(void) { slab_fork_parent(&pool_slabs); }
 static void pool_fork_child(void) { slab_fork_child(&pool_slabs); }
+static void pool_flush_stats(void) { slab_flush_stats(&pool_slabs, pool_tls_heap); }
 
 const struct hak_lane pool_lane = {
     .name = "pool",
@@ -82,4 +83,5 @@ const struct hak_lane pool_lane = {
     .fork_parent = pool_fork_parent,
     .fork_child = pool_fork_child,
     .trim = pool_trim,
+    .flush_stats = pool_flush_stats,
 };

@@ -64,6 +64,7 @@ static size_t tiny_trim(void) { return slab_trim(&tiny_slabs); }
 static void tiny_fork_prepare(void) { slab_fork_prepare(&tiny_slabs); }
 static void tiny_fork_parent(void) { slab_fork_parent(&tiny_slabs); }
 static void tiny_fork_child(void) { slab_fork_child(&tiny_slabs); }
+static void tiny_flush_stats(void) { slab_flush_stats(&tiny_slabs, tiny_tls_heap); }
 
 const struct hak_lane tiny_lane = {
     .name = "tiny",
@@ -81,4 +82,5 @@ const struct hak_lane tiny_lane = {
     .fork_parent = tiny_fork_parent,
     .fork_child = tiny_fork_child,
     .trim = tiny_trim,
+    .flush_stats = tiny_flush_stats,
 };
