@@ -181,7 +181,7 @@ static HAK_NOINLINE HAK_COLD void *alloc_retry(const struct hak_lane *lane, size
     return NULL;
 }
 
-static inline void *alloc_generic(size_t size, bool *zeroed) {
+static HAK_NOINLINE void *alloc_generic(size_t size, bool *zeroed) {
     if (HAK_UNLIKELY(!hak_ensure_init())) {
         errno = ENOMEM;
         return NULL;

@@ -27,6 +27,9 @@ struct slab_heap slab_heap_dead = {.cur = SENTINEL_CUR, .kind = SLAB_HEAP_DEAD};
 
 void hak_thread_attach(void);
 
+/* A heap flushes its counters every this many slow paths (and at exit). */
+#define SLAB_STATS_FLUSH_EVERY 64
+
 /* free_slabs of an empty segment: every slab but slab 0 */
 #define SEG_ALL_FREE(L) ((uint32_t)(((uint64_t)1 << (HAK_CHUNK >> (L)->slab_shift)) - 2))
 
@@ -47,19 +50,35 @@ static unsigned class_of(const struct slab_lane *L, size_t size) {
 
 /* ---- lists (owner only) ------------------------------------------------ */
 
-static void slist_push(struct slab **l, struct slab *sl) {
+static void slist_push(struct slab_list *l, struct slab *sl) {
     sl->prev = NULL;
-    sl->next = *l;
-    if (*l) (*l)->prev = sl;
-    *l = sl;
+    sl->next = l->head;
+    if (l->head)
+        l->head->prev = sl;
+    else
+        l->tail = sl;
+    l->head = sl;
 }
 
-static void slist_remove(struct slab **l, struct slab *sl) {
+static void slist_append(struct slab_list *l, struct slab *sl) {
+    sl->next = NULL;
+    sl->prev = l->tail;
+    if (l->tail)
+        l->tail->next = sl;
+    else
+        l->head = sl;
+    l->tail = sl;
+}
+
+static void slist_remove(struct slab_list *l, struct slab *sl) {
     if (sl->prev)
         sl->prev->next = sl->next;
     else
-        *l = sl->next;
-    if (sl->next) sl->next->prev = sl->prev;
+        l->head = sl->next;
+    if (sl->next)
+        sl->next->prev = sl->prev;
+    else
+        l->tail = sl->prev;
     sl->next = sl->prev = NULL;
 }
 
@@ -259,7 +278,7 @@ static void drain_notify(struct slab_heap *h) {
         atomic_store_release(&sl->in_notify, 0);
         if (sl->where == SLAB_ON_FULL && atomic_load_relaxed(&sl->owner) == h) {
             slist_remove(&h->full[sl->cls], sl);
-            slist_push(&h->avail[sl->cls], sl);
+            slist_append(&h->avail[sl->cls], sl);
             sl->where = SLAB_ON_AVAIL;
         }
         sl = next;
@@ -300,7 +319,7 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
         pthread_mutex_unlock(&L->lock);
         if (a) {
             segment_adopt(L, h, a);
-            struct slab *sl = h->avail[cls];
+            struct slab *sl = h->avail[cls].head;
             if (sl && refill(L, sl)) return sl; /* the adopted segment serves cls */
             s = h->segs;
         }
@@ -338,7 +357,7 @@ static struct slab *find_slab(struct slab_lane *L, struct slab_heap *h, unsigned
     drain_notify(h); /* before any slab is marked full: see try_mark_full */
     struct slab *sl = h->cur[cls];
     if (sl != &sentinel_slab && refill(L, sl)) return sl;
-    sl = h->avail[cls];
+    sl = h->avail[cls].head;
     while (sl) {
         struct slab *next = sl->next;
         if (refill(L, sl)) {
@@ -405,7 +424,10 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
     }
     void *p = slab_pop_fast(h, cls);
     if (p) return p;
-    flush_stats(L, h);
+    if (!HAK_BENCH_MINIMAL && ++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
+        h->slow_calls = 0;
+        flush_stats(L, h);
+    }
     return alloc_from(L, h, cls);
 }
 
@@ -425,7 +447,7 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
                !atomic_cas_weak_acq_rel(&sl->remote, &old, old & ~SLAB_RS_MASK)) {
         }
         slist_remove(&h->full[sl->cls], sl);
-        slist_push(&h->avail[sl->cls], sl);
+        slist_append(&h->avail[sl->cls], sl);
         sl->where = SLAB_ON_AVAIL;
     }
     if (sl->used == 0 && h->cur[sl->cls] != sl &&
@@ -521,9 +543,9 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
     for (unsigned c = 0; c < L->nclasses; c++) {
         h->cur[c] = &sentinel_slab;
         for (int list = 0; list < 2; list++) {
-            struct slab **l = list ? &h->full[c] : &h->avail[c];
-            while (*l) {
-                struct slab *sl = *l;
+            struct slab_list *l = list ? &h->full[c] : &h->avail[c];
+            while (l->head) {
+                struct slab *sl = l->head;
                 slist_remove(l, sl);
                 collect_remote(sl, 0, false);
                 if (sl->used == 0 &&

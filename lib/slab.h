@@ -58,6 +58,7 @@ struct slab_lane;
  * the free list (locally, or collected from the remote list); blocks still
  * on the remote list count as used. Unassigned: block_size == 0, carved == 0. */
 struct slab {
+    /* line 1: the owner's hot fields */
     void *free;                      /* local free list (owner only) */
     uint32_t used;                   /* blocks out, see above */
     uint32_t block_size;             /* bytes; 0 when unassigned */
@@ -69,12 +70,14 @@ struct slab {
     uint8_t cls;                     /* size class */
     uint8_t where;                   /* SLAB_ON_* */
     uint8_t index;                   /* slab number in its segment */
+    struct slab *next, *prev;        /* heap's avail or full list of the class */
+    /* line 2: written by other threads */
+    _Alignas(64) _Atomic uintptr_t remote; /* remote free list | SLAB_RS_* */
+    struct slab *notify_next;        /* in owner->notify */
     _Atomic uint8_t in_notify;       /* 1 from a freer's push onto owner->notify
                                         until the owner drains it */
-    _Atomic uintptr_t remote;        /* remote free list | SLAB_RS_* */
-    struct slab *next, *prev;        /* heap's avail or full list of the class */
-    struct slab *notify_next;        /* in owner->notify */
 };
+_Static_assert(sizeof(struct slab) == 128, "two cache lines, a power of two");
 
 struct slab_segment {
     uint32_t magic;                  /* SLAB_SEG_MAGIC */
@@ -87,12 +90,19 @@ struct slab_segment {
 #define SLAB_SEG_MAGIC 0x534c4142u /* "SLAB" */
 _Static_assert(sizeof(struct slab_segment) <= 65536, "the header fits the smallest slab");
 
+struct slab_list {
+    struct slab *head, *tail;
+};
+
 struct slab_heap {
     struct slab *cur[SLAB_MAX_CLASSES]; /* current slab of each class; never NULL
                                            (the sentinel slab when none) */
     struct stats_batch stats;           /* counters not yet flushed */
-    struct slab *avail[SLAB_MAX_CLASSES]; /* slabs that may have free blocks */
-    struct slab *full[SLAB_MAX_CLASSES];  /* slabs put aside as full (NOTIFY) */
+    uint32_t slow_calls;                /* slow paths since the last stats flush */
+    struct slab_list avail[SLAB_MAX_CLASSES]; /* slabs that may have free blocks;
+                                                 slabs back from full go last, so
+                                                 they gather frees before reuse */
+    struct slab_list full[SLAB_MAX_CLASSES];  /* slabs put aside as full (NOTIFY) */
     struct slab *_Atomic notify;        /* full slabs that got a remote free */
     struct slab_segment *segs;          /* segments with an unassigned slab */
     struct slab_segment *segs_full;     /* segments with none */
