@@ -34,6 +34,12 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_HUGE_CACHE_CHUNKS] = {"HAKMEM_HUGE_CACHE_CHUNKS", HAK_OPT_INT, 2, 0, 1024, NULL,
                                    "empty 2 MiB chunks of the huge lane kept mapped (purged) "
                                    "for reuse; beyond this they are unmapped"},
+    [HAK_OPT_TINY_SS_CACHE] = {"HAKMEM_TINY_SS_CACHE", HAK_OPT_INT, 8, 0, 1024, NULL,
+                               "empty tiny SuperSlabs (2 MiB) kept for reuse, purged after "
+                               "the purge delay; beyond this they are unmapped"},
+    [HAK_OPT_POOL_SEG_CACHE] = {"HAKMEM_POOL_SEG_CACHE", HAK_OPT_INT, 8, 0, 1024, NULL,
+                                "empty pool segments (2 MiB) kept for reuse, purged after "
+                                "the purge delay; beyond this they are unmapped"},
 };
 _Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
                "one table entry per option");

@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <string.h>
 
+#include "options.h"
 #include "os.h"
 #include "segmap.h"
 
@@ -173,32 +174,76 @@ static bool try_mark_full(struct slab *sl) {
 
 /* ---- segments ---------------------------------------------------------- */
 
-static void segment_release(struct slab_lane *L, struct slab_segment *s) {
+static void segment_unmap(struct slab_lane *L, struct slab_segment *s) {
     segmap_unregister((uintptr_t)s, 1);
     os_unmap(s, HAK_CHUNK);
     stats_note_unmap(L->id, HAK_CHUNK);
 }
 
+/* Bytes of a segment that hold blocks (all but the header slab). */
+static size_t segment_payload(const struct slab_lane *L) {
+    return HAK_CHUNK - ((size_t)1 << L->slab_shift);
+}
+
+/* An empty segment (every slab unassigned, off every heap list) goes to the
+ * lane's cache, to be purged after the delay, or is unmapped when the cache
+ * is full. */
+static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
+    s->heap = NULL;
+    uint64_t due = os_now_ns() + os_purge_delay_ns();
+    pthread_mutex_lock(&L->lock);
+    if (L->cached < (uint64_t)hak_opt((enum hak_opt_id)L->cache_opt)) {
+        s->dirty = 1;
+        s->purge_due = due;
+        seg_push(&L->cache, s);
+        L->cached++;
+        pthread_mutex_unlock(&L->lock);
+        os_purge_schedule(due);
+        return;
+    }
+    pthread_mutex_unlock(&L->lock);
+    segment_unmap(L, s);
+}
+
+/* A segment for h: from the lane's cache, or freshly mapped. */
 static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h) {
-    void *base;
-    if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &base) != 0) return NULL;
-    stats_note_map(L->id, HAK_CHUNK);
-    struct slab_segment *s = base; /* fresh memory reads as zero */
-    s->magic = SLAB_SEG_MAGIC;
-    s->free_slabs = SEG_ALL_FREE(L);
-    s->lane = L;
+    struct slab_segment *s = NULL;
+    if (L->cache) {
+        pthread_mutex_lock(&L->lock);
+        s = L->cache;
+        if (s) {
+            seg_remove(&L->cache, s);
+            L->cached--;
+        }
+        pthread_mutex_unlock(&L->lock);
+    }
+    if (!s) {
+        void *base;
+        if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &base) != 0) return NULL;
+        stats_note_map(L->id, HAK_CHUNK);
+        s = base; /* fresh memory reads as zero */
+        s->magic = SLAB_SEG_MAGIC;
+        s->free_slabs = SEG_ALL_FREE(L);
+        s->lane = L;
+        for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
+        segmap_register((uintptr_t)base, 1, L->id);
+    }
     s->heap = h;
-    for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
-    segmap_register((uintptr_t)base, 1, L->id);
     seg_push(&h->segs, s);
-    h->empty_segs++;
     return s;
 }
 
-/* Gives slab sl (empty, off every list) back to its segment (owner). */
-static void slab_release(struct slab_heap *h, struct slab *sl) {
+static void drain_notify(struct slab_heap *h);
+
+/* Gives slab sl (empty, off every list) back to its segment (owner); an
+ * emptied segment leaves the heap. A stale entry of sl on h's notify list
+ * must not outlive the slab (its segment may be unmapped): drain says
+ * whether to drain the list first; heap_abandon discards the list unread
+ * instead. */
+static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
+    if (drain && atomic_load_acquire(&sl->in_notify)) drain_notify(h);
     sl->free = NULL;
     sl->used = 0;
     sl->block_size = 0;
@@ -213,17 +258,8 @@ static void slab_release(struct slab_heap *h, struct slab *sl) {
     }
     s->free_slabs |= (uint32_t)1 << sl->index;
     if (s->free_slabs == SEG_ALL_FREE(L)) {
-        /* the segment is empty: keep one per heap (its pages purged), unmap
-         * the others */
-        if (h->empty_segs >= 1) {
-            seg_remove(&h->segs, s);
-            segment_release(L, s);
-        } else {
-            h->empty_segs++;
-            size_t first = (size_t)1 << L->slab_shift;
-            os_purge((char *)s + first, HAK_CHUNK - first);
-            stats_note_purge(L->id, HAK_CHUNK - first);
-        }
+        seg_remove(&h->segs, s);
+        segment_retire(L, s);
     }
 }
 
@@ -262,10 +298,48 @@ static struct slab_heap *heap_alloc(struct slab_lane *L) {
     return h;
 }
 
+/* The lanes on the engine, for the purger. */
+static struct slab_lane *lanes[HAK_LANE_COUNT];
+static int nlanes;
+
+/* The purger (os.h): purges cached segments whose delay is over; with all
+ * (malloc_trim, or the OS refusing memory) unmaps the whole cache. */
+static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
+    size_t bytes = 0;
+    for (int i = 0; i < nlanes; i++) {
+        struct slab_lane *L = lanes[i];
+        pthread_mutex_lock(&L->lock);
+        struct slab_segment *s = L->cache;
+        while (s) {
+            struct slab_segment *next = s->next;
+            if (all) {
+                seg_remove(&L->cache, s);
+                L->cached--;
+                segment_unmap(L, s);
+                bytes += HAK_CHUNK;
+            } else if (s->dirty && s->purge_due <= now) {
+                size_t n = segment_payload(L);
+                if (os_purge((char *)s + ((size_t)1 << L->slab_shift), n) == 0) {
+                    stats_note_purge(L->id, n);
+                    bytes += n;
+                }
+                s->dirty = 0;
+            } else if (s->dirty && s->purge_due < *next_due) {
+                *next_due = s->purge_due;
+            }
+            s = next;
+        }
+        pthread_mutex_unlock(&L->lock);
+    }
+    return bytes;
+}
+
 void slab_lane_init(struct slab_lane *L) {
     pthread_mutex_init(&L->lock, NULL);
     pthread_mutex_init(&L->orphan_lock, NULL);
     heap_reset(&L->orphan, SLAB_HEAP_ORPHAN);
+    if (nlanes == 0) os_purge_register(slab_purge);
+    lanes[nlanes++] = L;
 }
 
 /* Takes back the slabs remote freers handed back (owner). */
@@ -326,7 +400,6 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
         if (!s) s = segment_new(L, h);
         if (!s) return NULL;
     }
-    if (s->free_slabs == SEG_ALL_FREE(L)) h->empty_segs--;
     unsigned i = (unsigned)HAK_CTZ64(s->free_slabs);
     s->free_slabs &= ~((uint32_t)1 << i);
     if (s->free_slabs == 0) {
@@ -453,7 +526,7 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
     if (sl->used == 0 && h->cur[sl->cls] != sl &&
         (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL) {
         slist_remove(&h->avail[sl->cls], sl);
-        slab_release(h, sl);
+        slab_release(h, sl, true);
     }
 }
 
@@ -550,7 +623,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
                 collect_remote(sl, 0, false);
                 if (sl->used == 0 &&
                     (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL) {
-                    slab_release(h, sl);
+                    slab_release(h, sl, false);
                     continue;
                 }
                 slab_disown(sl);
@@ -564,10 +637,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
         while (*l) {
             struct slab_segment *s = *l;
             seg_remove(l, s);
-            if (s->free_slabs == SEG_ALL_FREE(L)) {
-                segment_release(L, s);
-                continue;
-            }
+            hak_assert(s->free_slabs != SEG_ALL_FREE(L)); /* empty ones were retired */
             s->heap = NULL;
             seg_push(&L->abandoned, s);
         }
@@ -591,7 +661,7 @@ static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_
         atomic_store_relaxed(&sl->in_notify, 0); /* its notify list was discarded */
         collect_remote(sl, SLAB_RS_NORMAL, true);
         if (sl->used == 0) {
-            slab_release(h, sl);
+            slab_release(h, sl, false); /* in_notify was just cleared */
             continue;
         }
         /* full ones are marked so by the next find_slab of their class */
@@ -625,7 +695,7 @@ size_t slab_trim(struct slab_lane *L) {
         }
         if (empty) {
             seg_remove(&L->abandoned, s);
-            segment_release(L, s);
+            segment_unmap(L, s);
             bytes += HAK_CHUNK;
         }
         s = next;

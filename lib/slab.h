@@ -23,7 +23,14 @@
  * handed back (through heap->notify) by the first remote free into it, so a
  * full slab is never lost.
  *
- * Locks (per lane): orphan_lock, then lock (abandoned segments, heap pool).
+ * Memory return: a slab whose last block comes back goes back to its
+ * segment; a segment with no slab in use leaves its heap for the lane's
+ * cache of empty segments (HAKMEM_TINY_SS_CACHE / HAKMEM_POOL_SEG_CACHE,
+ * purged after HAKMEM_PURGE_DELAY_MS by the purge queue) or, beyond it, is
+ * unmapped at once. malloc_trim unmaps the whole cache.
+ *
+ * Locks (per lane): orphan_lock, then lock (abandoned segments, the
+ * segment cache, heap pool).
  * Fast paths take no lock and do no atomic read-modify-write.
  */
 #ifndef HAK_SLAB_H
@@ -83,8 +90,11 @@ struct slab_segment {
     uint32_t magic;                  /* SLAB_SEG_MAGIC */
     uint32_t free_slabs;             /* bit i: slab i unassigned (slab 0 never) */
     struct slab_lane *lane;          /* the lane this segment belongs to */
-    struct slab_heap *heap;          /* owner, NULL when abandoned */
-    struct slab_segment *next, *prev;/* heap's segment lists, or the abandoned list */
+    struct slab_heap *heap;          /* owner, NULL when abandoned or cached */
+    struct slab_segment *next, *prev;/* heap's segment lists, or the lane's
+                                        abandoned list or cache */
+    uint64_t purge_due;              /* cached: when its pages are purged (ns) */
+    uint32_t dirty;                  /* cached: pages may still be resident */
     struct slab slabs[SLAB_MAX_PER_SEG]; /* slabs[0] describes the header slab */
 };
 #define SLAB_SEG_MAGIC 0x534c4142u /* "SLAB" */
@@ -108,7 +118,6 @@ struct slab_heap {
     struct slab_segment *segs_full;     /* segments with none */
     struct slab_heap *pool_next;        /* in the lane's pool of free heaps */
     uint32_t kind;                      /* SLAB_HEAP_* */
-    uint32_t empty_segs;                /* segments with no slab in use */
 };
 
 enum { SLAB_HEAP_LIVE = 1, SLAB_HEAP_EMPTY = 2, SLAB_HEAP_DEAD = 3, SLAB_HEAP_ORPHAN = 4 };
@@ -120,10 +129,13 @@ struct slab_lane {
     uint8_t nclasses;
     const uint32_t *class_size;         /* nclasses block sizes, ascending */
     uint32_t carve_bytes;               /* bytes carved per refill of a slab */
+    int cache_opt;                      /* option: empty segments kept (enum hak_opt_id) */
     /* state */
-    pthread_mutex_t lock;               /* abandoned, heap pool */
+    pthread_mutex_t lock;               /* abandoned, cache, heap pool */
     pthread_mutex_t orphan_lock;        /* orphan heap */
     struct slab_segment *abandoned;
+    struct slab_segment *cache;         /* empty segments, mapped, no owner */
+    uint32_t cached;                    /* segments on cache */
     struct slab_heap *heap_pool;
     struct slab_heap *heaps_chunk;      /* chunk heap structs are carved from */
     size_t heaps_used, heaps_cap;
@@ -134,7 +146,8 @@ struct slab_lane {
 extern struct slab_heap slab_heap_empty;
 extern struct slab_heap slab_heap_dead;
 
-/* Sets up a lane's state (its init). */
+/* Sets up a lane's state (its init; single-threaded) and registers the
+ * lane with the engine's purger. */
 void slab_lane_init(struct slab_lane *L);
 
 /* Slow paths. tls is the address of the lane's TLS heap pointer. */

@@ -7,6 +7,7 @@
 #include <errno.h>
 
 #include "pool_fast.h"
+#include "options.h"
 
 const uint32_t pool_class_size[POOL_CLASSES] = {
     1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144,
@@ -29,6 +30,7 @@ struct slab_lane pool_slabs = {
     .slab_shift = POOL_SLAB_SHIFT,
     .nclasses = POOL_CLASSES,
     .class_size = pool_class_size,
+    .cache_opt = HAK_OPT_POOL_SEG_CACHE,
     .carve_bytes = 16384,
 };
 

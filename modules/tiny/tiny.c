@@ -7,6 +7,7 @@
 #include <errno.h>
 
 #include "tiny_fast.h"
+#include "options.h"
 
 const uint32_t tiny_class_size[TINY_CLASSES] = {
     8, 16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
@@ -28,6 +29,7 @@ struct slab_lane tiny_slabs = {
     .slab_shift = TINY_SLAB_SHIFT,
     .nclasses = TINY_CLASSES,
     .class_size = tiny_class_size,
+    .cache_opt = HAK_OPT_TINY_SS_CACHE,
     .carve_bytes = 4096,
 };
 
