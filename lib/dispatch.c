@@ -417,6 +417,21 @@ HAK_EXPORT int hak_stats_get(struct hak_stats *st) {
     return 0;
 }
 
+HAK_EXPORT int hak_class_stats_get(int lane, unsigned cls, struct hak_class_stats *out) {
+    if (out == NULL || lane <= 0 || lane >= HAK_LANE_COUNT || !lanes_built[lane] ||
+        cls >= lanes_built[lane]->nclasses)
+        return ENOENT;
+    flush_my_stats();
+    const struct stats_class *sc = &stats_classes[lane][cls];
+    out->block_size = lanes_built[lane]->class_size[cls];
+    out->allocs = atomic_load_relaxed(&sc->c[HAK_CCTR_allocs]);
+    out->frees = atomic_load_relaxed(&sc->c[HAK_CCTR_frees]);
+    out->refills = atomic_load_relaxed(&sc->c[HAK_CCTR_refills]);
+    out->remote_frees = atomic_load_relaxed(&sc->c[HAK_CCTR_remote_frees]);
+    out->slabs = atomic_load_relaxed(&sc->slabs);
+    return 0;
+}
+
 HAK_EXPORT void hak_stats_print(void) {
     flush_my_stats();
     stats_report();

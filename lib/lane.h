@@ -23,6 +23,8 @@ struct hak_lane {
     uint8_t id;          /* enum hak_lane_id; the byte stored in the segment map */
     size_t min_size;     /* the lane's default range is (min_size, max_size] */
     size_t max_size;
+    unsigned nclasses;   /* size classes (0 for a lane without) */
+    const uint32_t *class_size; /* their block sizes, ascending */
 
     /* Called once, single-threaded, from hak_init before any other member.
      * Must not allocate. Returns 0 or an errno. */

@@ -244,6 +244,7 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
     if (drain && atomic_load_acquire(&sl->in_notify)) drain_notify(h);
+    stats_note_slabs(L->id, sl->cls, -1);
     sl->free = NULL;
     sl->used = 0;
     sl->block_size = 0;
@@ -359,11 +360,13 @@ static void drain_notify(struct slab_heap *h) {
     }
 }
 
-/* Carves up to carve_bytes of never-used blocks onto the free list. */
+/* Carves never-used blocks onto the free list: carve_bytes' worth, at least
+ * carve_min blocks, at most what the slab has left. */
 static bool carve(struct slab_lane *L, struct slab *sl) {
     if (sl->carved >= sl->capacity) return false;
     uint32_t bs = sl->block_size;
-    uint32_t n = L->carve_bytes / bs ? L->carve_bytes / bs : 1;
+    uint32_t n = L->carve_bytes / bs;
+    if (n < L->carve_min) n = L->carve_min;
     uint32_t left = (sl->capacity - sl->carved) / bs;
     if (n > left) n = left;
     char *first = slab_base(sl) + sl->carved;
@@ -416,6 +419,7 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     sl->used = 0;
     sl->free = NULL;
     sl->cls = (uint8_t)cls;
+    stats_note_slabs(L->id, cls, 1);
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
     atomic_store_release(&sl->owner, h);
     slist_push(&h->avail[cls], sl);
@@ -454,7 +458,7 @@ static struct slab *find_slab(struct slab_lane *L, struct slab_heap *h, unsigned
 }
 
 static void flush_stats(struct slab_lane *L, struct slab_heap *h) {
-    stats_batch_flush(&h->stats, L->id);
+    stats_batch_flush(&h->stats, L->id, L->class_size, L->nclasses);
 }
 
 static void *alloc_from(struct slab_lane *L, struct slab_heap *h, unsigned cls) {
@@ -497,6 +501,7 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
     }
     void *p = slab_pop_fast(h, cls);
     if (p) return p;
+    if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_refills][cls]++;
     if (!HAK_BENCH_MINIMAL && ++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
         h->slow_calls = 0;
         flush_stats(L, h);
@@ -544,13 +549,16 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
     }
     uint8_t lane = s->lane->id;
     if (atomic_load_relaxed(&sl->owner) != me) {
+        unsigned cls = sl->cls; /* read before the push: the owner may reuse the slab */
         free_remote(sl, p);
         if (!HAK_BENCH_MINIMAL) {
             if (me->kind == SLAB_HEAP_LIVE) {
-                me->stats.c[HAK_CTR_frees]++;
-                me->stats.c[HAK_CTR_free_bytes] += bs;
+                me->stats.cls[HAK_CCTR_frees][cls]++;
+                me->stats.cls[HAK_CCTR_remote_frees][cls]++;
             } else {
                 stats_note_free(lane, bs);
+                atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[HAK_CCTR_frees], 1);
+                atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[HAK_CCTR_remote_frees], 1);
             }
         }
         return;
@@ -570,10 +578,7 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
     *(void **)p = sl->free;
     sl->free = p;
     sl->used--;
-    if (!HAK_BENCH_MINIMAL) {
-        me->stats.c[HAK_CTR_frees]++;
-        me->stats.c[HAK_CTR_free_bytes] += bs;
-    }
+    if (!HAK_BENCH_MINIMAL) me->stats.cls[HAK_CCTR_frees][sl->cls]++;
     local_free_fixup(me, sl);
 }
 

@@ -128,7 +128,8 @@ struct slab_lane {
     uint8_t slab_shift;                 /* log2 of the slab size */
     uint8_t nclasses;
     const uint32_t *class_size;         /* nclasses block sizes, ascending */
-    uint32_t carve_bytes;               /* bytes carved per refill of a slab */
+    uint32_t carve_bytes;               /* bytes carved per refill of a slab ... */
+    uint32_t carve_min;                 /* ... but at least this many blocks */
     int cache_opt;                      /* option: empty segments kept (enum hak_opt_id) */
     /* state */
     pthread_mutex_t lock;               /* abandoned, cache, heap pool */
@@ -183,10 +184,7 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
     if (HAK_LIKELY(p != NULL)) {
         sl->free = *(void **)p;
         sl->used++;
-        if (!HAK_BENCH_MINIMAL) {
-            h->stats.c[HAK_CTR_allocs]++;
-            h->stats.c[HAK_CTR_alloc_bytes] += sl->block_size;
-        }
+        if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
     }
     return p;
 }
@@ -207,10 +205,7 @@ static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned sl
         *(void **)p = head;
         sl->free = p;
         sl->used--;
-        if (!HAK_BENCH_MINIMAL) {
-            h->stats.c[HAK_CTR_frees]++;
-            h->stats.c[HAK_CTR_free_bytes] += sl->block_size;
-        }
+        if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
         return;
     }
     slab_free_slow(sl, p, h, call);

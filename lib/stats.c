@@ -53,14 +53,37 @@ void stats_note_purge(int lane, uint64_t bytes) {
     stats_add(lane, HAK_CTR_purged_bytes, bytes);
 }
 
-void stats_batch_flush(struct stats_batch *b, int lane) {
+struct stats_class stats_classes[HAK_LANE_COUNT][STATS_MAX_CLASSES];
+
+void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_size,
+                       unsigned nclasses) {
     if (HAK_BENCH_MINIMAL) return;
     struct stats_lane *s = &stats_lanes[lane];
-    for (int i = 0; i < HAK_CTR_COUNT; i++) {
-        if (b->c[i]) atomic_fetch_add_relaxed(&s->c[i], b->c[i]);
-        b->c[i] = 0;
+    uint64_t allocs = 0, frees = 0, abytes = 0, fbytes = 0;
+    for (unsigned k = 0; k < nclasses; k++) {
+        for (int i = 0; i < HAK_CCTR_COUNT; i++) {
+            uint64_t n = b->cls[i][k];
+            if (!n) continue;
+            atomic_fetch_add_relaxed(&stats_classes[lane][k].c[i], n);
+            b->cls[i][k] = 0;
+            if (i == HAK_CCTR_allocs) {
+                allocs += n;
+                abytes += n * class_size[k];
+            } else if (i == HAK_CCTR_frees) {
+                frees += n;
+                fbytes += n * class_size[k];
+            }
+        }
     }
-    raise_peak(s);
+    if (allocs) {
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_allocs], allocs);
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_alloc_bytes], abytes);
+    }
+    if (frees) {
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_frees], frees);
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_free_bytes], fbytes);
+    }
+    if (allocs) raise_peak(s);
 }
 
 static void lane_snapshot(int lane, struct hak_lane_stats *out) {
@@ -151,4 +174,25 @@ void stats_report(void) {
     put(buf, sizeof buf, &len, "  rss %s, peak rss %s, purges pending %llu\n", human(st.rss, h1),
         human(st.peak_rss, h2), (unsigned long long)st.purges_pending);
     hak_log_raw(buf, len);
+    /* per class, for the classes that were used */
+    len = 0;
+    put(buf, sizeof buf, &len, "  %-6s %8s %12s %12s %10s %10s %6s\n", "lane", "class", "allocs",
+        "frees", "refills", "remote", "slabs");
+    bool any = false;
+    for (int l = 1; l < HAK_LANE_COUNT; l++) {
+        struct hak_class_stats cs;
+        for (unsigned k = 0; hak_class_stats_get(l, k, &cs) == 0; k++) {
+            if (cs.allocs == 0) continue;
+            any = true;
+            put(buf, sizeof buf, &len, "  %-6s %8s %12llu %12llu %10llu %10llu %6lld\n",
+                hak_lane_name(l), human(cs.block_size, h1), (unsigned long long)cs.allocs,
+                (unsigned long long)cs.frees, (unsigned long long)cs.refills,
+                (unsigned long long)cs.remote_frees, (long long)cs.slabs);
+            if (len > sizeof buf - 128) {
+                hak_log_raw(buf, len);
+                len = 0;
+            }
+        }
+    }
+    if (any) hak_log_raw(buf, len);
 }

@@ -47,13 +47,42 @@ void stats_note_map(int lane, uint64_t bytes);
 void stats_note_unmap(int lane, uint64_t bytes);
 void stats_note_purge(int lane, uint64_t bytes);
 
-/* A per-thread batch for fast lanes: the fast paths add to c[] with plain
- * increments; the lane flushes it into the globals on its slow paths and
- * at thread exit. */
-struct stats_batch {
-    uint64_t c[HAK_CTR_COUNT];            /* counts since the last flush */
+/* Per size class of a lane (lanes with classes: tiny, pool, ace). */
+#define STATS_MAX_CLASSES 24
+#define HAK_CLASS_COUNTERS(X)                                                  \
+    X(allocs)       /* blocks of the class handed out */                      \
+    X(frees)        /* blocks freed (by any thread) */                        \
+    X(refills)      /* slow paths: the thread's current slab had no block */  \
+    X(remote_frees) /* frees by a thread other than the owner */
+
+enum hak_class_counter {
+#define X(name) HAK_CCTR_##name,
+    HAK_CLASS_COUNTERS(X)
+#undef X
+        HAK_CCTR_COUNT
 };
-void stats_batch_flush(struct stats_batch *b, int lane);
+
+struct stats_class {
+    _Atomic uint64_t c[HAK_CCTR_COUNT];
+    _Atomic int64_t slabs; /* slabs (or runs) of the class in use */
+};
+extern struct stats_class stats_classes[HAK_LANE_COUNT][STATS_MAX_CLASSES];
+
+/* A slab of lane's class cls was assigned (+1) or released (-1). */
+static inline void stats_note_slabs(int lane, unsigned cls, int64_t delta) {
+    if (!HAK_BENCH_MINIMAL)
+        atomic_fetch_add_explicit(&stats_classes[lane][cls].slabs, delta, memory_order_relaxed);
+}
+
+/* A per-thread batch for fast lanes, kept in the thread's heap (never in
+ * TLS): the fast paths add to it with plain increments; the lane flushes it
+ * into the globals on its slow paths and at thread exit. Byte counts are
+ * derived at the flush from the class sizes. */
+struct stats_batch {
+    uint64_t cls[HAK_CCTR_COUNT][STATS_MAX_CLASSES]; /* counts since the last flush */
+};
+void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_size,
+                       unsigned nclasses);
 
 /* Fills the public snapshot (stats.c). */
 void stats_fill(struct hak_stats *st);

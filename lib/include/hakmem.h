@@ -100,6 +100,21 @@ struct hak_stats {
 /* Fills *st (up to st->size bytes). Returns 0, or EINVAL if st is NULL or
  * st->size is too small to hold the first field after size. */
 int hak_stats_get(struct hak_stats *st);
+/* Counters of one size class of a lane. */
+struct hak_class_stats {
+    uint64_t block_size;   /* bytes of each block of the class */
+    uint64_t allocs;       /* blocks handed out */
+    uint64_t frees;        /* blocks freed, by any thread */
+    uint64_t refills;      /* allocations that took the slow path */
+    uint64_t remote_frees; /* frees by a thread other than the block's owner */
+    int64_t slabs;         /* slabs of the class in use */
+};
+
+/* Fills *out for class cls (0, 1, ...) of lane. Returns 0, or ENOENT when
+ * the lane is not built or has no such class. Counters of other threads
+ * are flushed every few dozen slow paths and at thread exit. */
+int hak_class_stats_get(int lane, unsigned cls, struct hak_class_stats *out);
+
 /* Prints the report HAKMEM_STATS=1 prints at exit, to stderr. */
 void hak_stats_print(void);
 

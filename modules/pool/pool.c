@@ -31,6 +31,7 @@ struct slab_lane pool_slabs = {
     .nclasses = POOL_CLASSES,
     .class_size = pool_class_size,
     .cache_opt = HAK_OPT_POOL_SEG_CACHE,
+    .carve_min = 4,
     .carve_bytes = 16384,
 };
 
@@ -74,6 +75,8 @@ const struct hak_lane pool_lane = {
     .id = HAK_LANE_POOL,
     .min_size = HAK_TINY_MAX,
     .max_size = HAK_POOL_MAX,
+    .nclasses = POOL_CLASSES,
+    .class_size = pool_class_size,
     .init = pool_init,
     .alloc = pool_alloc,
     .alloc_aligned = pool_alloc_aligned,

@@ -30,6 +30,7 @@ struct slab_lane tiny_slabs = {
     .nclasses = TINY_CLASSES,
     .class_size = tiny_class_size,
     .cache_opt = HAK_OPT_TINY_SS_CACHE,
+    .carve_min = 16,
     .carve_bytes = 4096,
 };
 
@@ -73,6 +74,8 @@ const struct hak_lane tiny_lane = {
     .id = HAK_LANE_TINY,
     .min_size = 0,
     .max_size = HAK_TINY_MAX,
+    .nclasses = TINY_CLASSES,
+    .class_size = tiny_class_size,
     .init = tiny_init,
     .alloc = tiny_alloc,
     .alloc_aligned = tiny_alloc_aligned,
