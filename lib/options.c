@@ -31,6 +31,9 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_PURGE] = {"HAKMEM_PURGE", HAK_OPT_ENUM, HAK_PURGE_DONTNEED, 0, 0, "dontneed|free",
                        "how freed pages go back: MADV_DONTNEED (RSS drops at once) or "
                        "MADV_FREE (dropped when the kernel needs memory)"},
+    [HAK_OPT_PURGE_THREAD] = {"HAKMEM_PURGE_THREAD", HAK_OPT_BOOL, 1, 0, 1, NULL,
+                              "start a background thread while purges are pending, so that "
+                              "they happen even when the program only takes fast paths"},
     [HAK_OPT_HUGE_CACHE_CHUNKS] = {"HAKMEM_HUGE_CACHE_CHUNKS", HAK_OPT_INT, 2, 0, 1024, NULL,
                                    "empty 2 MiB chunks of the huge lane kept mapped (purged) "
                                    "for reuse; beyond this they are unmapped"},

@@ -9,7 +9,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -152,9 +154,12 @@ uint64_t os_purge_delay_ns(void) {
 
 static size_t purge_run(bool all) {
     int expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&purge_running, &expected, 1,
-                                                 memory_order_acquire, memory_order_relaxed))
-        return 0; /* another thread is purging */
+    while (!atomic_compare_exchange_strong_explicit(&purge_running, &expected, 1,
+                                                    memory_order_acquire, memory_order_relaxed)) {
+        if (!all) return 0; /* another thread is purging */
+        expected = 0;       /* trim waits its turn, so that nothing stays pending */
+        sched_yield();
+    }
     /* Reset before running, so a purge scheduled meanwhile is not lost. */
     atomic_store_relaxed(&purge_next_due, UINT64_MAX);
     uint64_t now = os_now_ns();
@@ -173,17 +178,77 @@ static size_t purge_run(bool all) {
     return freed;
 }
 
+/* ---- the purger thread ------------------------------------------------
+ * Started when a purge is pending and no purger runs (HAKMEM_PURGE_THREAD=1,
+ * the default), so that due purges happen even when the program, after a
+ * burst, only takes fast paths. It sleeps until the next due time, purges,
+ * and ends after PURGER_IDLE_NS with nothing pending; a fork child has none
+ * and starts one again when it needs it. */
+
+#define PURGER_IDLE_NS ((uint64_t)2000000000u)
+#define PURGER_STACK ((size_t)64 * 1024)
+/* 0: none; 1: starting or running. */
+static _Atomic int purger_state;
+
+static void *purger_main(void *arg) {
+    (void)arg;
+    uint64_t idle_since = os_now_ns();
+    for (;;) {
+        uint64_t now = os_now_ns();
+        uint64_t due = atomic_load_relaxed(&purge_next_due);
+        if (due == UINT64_MAX) {
+            if (now - idle_since >= PURGER_IDLE_NS) {
+                atomic_store_release(&purger_state, 0);
+                /* a purge scheduled after the check above is caught by the
+                 * next os_purge_tick, which starts a new purger */
+                return NULL;
+            }
+            due = now + PURGER_IDLE_NS / 4;
+        } else {
+            idle_since = now;
+        }
+        if (due > now) {
+            uint64_t wait = due - now;
+            struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        purge_run(false);
+    }
+}
+
+/* Starts the purger if purges are pending and none runs. Call only where
+ * the calling thread holds no hakmem lock (pthread_create allocates). */
+static HAK_NOINLINE HAK_COLD void purger_start(void) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&purger_state, &expected, 1,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, PURGER_STACK);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the purger takes no signal */
+    pthread_t t;
+    int err = pthread_create(&t, &attr, purger_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err) atomic_store_release(&purger_state, 0); /* ticks still purge */
+    else hak_verbose("purger thread started");
+}
+
 void os_purge_tick(void) {
     uint64_t due = atomic_load_relaxed(&purge_next_due);
     if (HAK_LIKELY(due == UINT64_MAX)) return;
+    if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_PURGE_THREAD) &&
+        atomic_load_relaxed(&purger_state) == 0)
+        purger_start();
     if (os_now_ns() >= due) purge_run(false);
 }
 
-size_t os_purge_all(void) {
-    /* Wait out a concurrent run so that trim really finds nothing pending. */
-    while (atomic_load_acquire(&purge_running)) sched_yield();
-    return purge_run(true);
-}
+size_t os_purge_all(void) { return purge_run(true); }
 
 uint64_t os_purge_pending(void) {
     if (atomic_load_relaxed(&purge_next_due) == UINT64_MAX) return 0;
@@ -191,4 +256,7 @@ uint64_t os_purge_pending(void) {
     return lanes ? lanes : 1;
 }
 
-void os_fork_child(void) { atomic_store_relaxed(&purge_running, 0); }
+void os_fork_child(void) {
+    atomic_store_relaxed(&purge_running, 0);
+    atomic_store_relaxed(&purger_state, 0); /* the parent's purger is not here */
+}

@@ -75,7 +75,9 @@ typedef size_t (*os_purger_fn)(bool all, uint64_t now_ns, uint64_t *next_due_ns)
 void os_purge_register(os_purger_fn fn);
 /* A lane has a purge pending at due_ns. */
 void os_purge_schedule(uint64_t due_ns);
-/* Runs due purges if any are due (cheap when none). */
+/* Runs due purges if any are due, and starts the purger thread if purges
+ * are pending and none runs (a single relaxed load when nothing is
+ * pending). The caller holds no hakmem lock. */
 void os_purge_tick(void);
 /* Runs every pending purge now (malloc_trim). Returns bytes given back. */
 size_t os_purge_all(void);

@@ -501,6 +501,7 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
     }
     void *p = slab_pop_fast(h, cls);
     if (p) return p;
+    os_purge_tick();
     if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_refills][cls]++;
     if (!HAK_BENCH_MINIMAL && ++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
         h->slow_calls = 0;
@@ -580,6 +581,7 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
     sl->used--;
     if (!HAK_BENCH_MINIMAL) me->stats.cls[HAK_CCTR_frees][sl->cls]++;
     local_free_fixup(me, sl);
+    os_purge_tick();
 }
 
 size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
@@ -699,6 +701,9 @@ size_t slab_trim(struct slab_lane *L) {
             if (sl->used != 0) empty = false;
         }
         if (empty) {
+            for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++)
+                if ((SEG_ALL_FREE(L) & ~s->free_slabs) & ((uint32_t)1 << i))
+                    stats_note_slabs(L->id, s->slabs[i].cls, -1);
             seg_remove(&L->abandoned, s);
             segment_unmap(L, s);
             bytes += HAK_CHUNK;
