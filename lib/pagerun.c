@@ -1,0 +1,338 @@
+/*
+ * pagerun.c: page runs in shared chunks (see pagerun.h). Locks: the
+ * arena's lock for everything about its chunks.
+ */
+#include "pagerun.h"
+
+#include <errno.h>
+
+#include "options.h"
+#include "os.h"
+#include "segmap.h"
+#include "stats.h"
+
+static size_t npages; /* pages per chunk: HAK_CHUNK / page size */
+
+static inline size_t page_size(void) { return os_page_size; }
+static inline struct pagerun_chunk *chunk_at(uintptr_t chunk) {
+    return (struct pagerun_chunk *)chunk;
+}
+
+static inline bool bit_get(const uint64_t *w, size_t i) { return (w[i >> 6] >> (i & 63)) & 1; }
+
+/* Sets (v=1) or clears bits [i, i+n) of w. */
+static void bits_set(uint64_t *w, size_t i, size_t n, bool v) {
+    while (n > 0) {
+        size_t off = i & 63, take = 64 - off < n ? 64 - off : n;
+        uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << off;
+        if (v)
+            w[i >> 6] |= mask;
+        else
+            w[i >> 6] &= ~mask;
+        i += take;
+        n -= take;
+    }
+}
+
+/* True when any bit of [i, i+n) is set. */
+static bool bits_any(const uint64_t *w, size_t i, size_t n) {
+    while (n > 0) {
+        size_t off = i & 63, take = 64 - off < n ? 64 - off : n;
+        uint64_t mask = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << off;
+        if (w[i >> 6] & mask) return true;
+        i += take;
+        n -= take;
+    }
+    return false;
+}
+
+/* First index >= i whose bit is clear (npages if none). */
+static size_t next_clear(const uint64_t *w, size_t i) {
+    while (i < npages) {
+        uint64_t inv = ~w[i >> 6] >> (i & 63);
+        if (inv) {
+            size_t j = i + (size_t)HAK_CTZ64(inv);
+            return j < npages ? j : npages;
+        }
+        i = (i | 63) + 1;
+    }
+    return npages;
+}
+
+/* ---- lists (under the arena's lock) ------------------------------------ */
+
+static void list_push(struct pagerun_chunk **list, struct pagerun_chunk *c) {
+    c->prev = NULL;
+    c->next = *list;
+    if (*list) (*list)->prev = c;
+    *list = c;
+}
+
+static void list_remove(struct pagerun_chunk **list, struct pagerun_chunk *c) {
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        *list = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->next = c->prev = NULL;
+}
+
+static void to_avail(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    if (!c->on_full) return;
+    list_remove(&a->full, c);
+    list_push(&a->avail, c);
+    c->on_full = 0;
+}
+
+static void to_full_if_full(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    if (c->free_pages != 0 || c->on_full) return;
+    list_remove(&a->avail, c);
+    list_push(&a->full, c);
+    c->on_full = 1;
+}
+
+/* ---- chunks (under the arena's lock) ------------------------------------ */
+
+static struct pagerun_chunk *chunk_new(struct pagerun_arena *a) {
+    void *base;
+    if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &base) != 0) return NULL;
+    stats_note_map(a->lane, HAK_CHUNK);
+    struct pagerun_chunk *c = base; /* fresh memory reads as zero */
+    c->magic = PAGERUN_MAGIC;
+    c->kind = PAGERUN_KIND;
+    c->arena = a;
+    c->free_pages = (uint32_t)(npages - 1);
+    c->search_hint = 1;
+    bits_set(c->used, 0, 1, true);
+    bits_set(c->dirty, 0, 1, true);
+    segmap_register((uintptr_t)base, 1, a->lane);
+    list_push(&a->avail, c);
+    a->empty++;
+    return c;
+}
+
+/* Unmaps empty chunk c, which is on no dirty list. */
+static void chunk_release(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    list_remove(c->on_full ? &a->full : &a->avail, c);
+    a->empty--;
+    segmap_unregister((uintptr_t)c, 1);
+    os_unmap(c, HAK_CHUNK);
+    stats_note_unmap(a->lane, HAK_CHUNK);
+}
+
+/* Finds n free pages in c whose first page index is a multiple of step
+ * (step = alignment / page size, >= 1); returns the index or 0. */
+static size_t find_run(struct pagerun_chunk *c, size_t n, size_t step) {
+    if (c->free_pages < n) return 0;
+    size_t i = c->search_hint > step ? c->search_hint : step;
+    i = (i + step - 1) / step * step;
+    while (i + n <= npages) {
+        i = next_clear(c->used, i);
+        i = (i + step - 1) / step * step;
+        if (i + n > npages) break;
+        if (!bits_any(c->used, i, n)) return i;
+        /* skip past the used page that blocked us */
+        size_t j = i;
+        while (j < i + n && !bit_get(c->used, j)) j++;
+        i = j + 1;
+    }
+    return 0;
+}
+
+static void *take_run(struct pagerun_arena *a, struct pagerun_chunk *c, size_t i, size_t n,
+                      bool *zeroed) {
+    if (c->free_pages == npages - 1) a->empty--;
+    bits_set(c->used, i, n, true);
+    if (zeroed) *zeroed = !bits_any(c->dirty, i, n);
+    bits_set(c->dirty, i, n, true);
+    c->run[i] = (uint16_t)n;
+    c->free_pages -= (uint32_t)n;
+    if (i == c->search_hint) c->search_hint = (uint32_t)(i + n);
+    to_full_if_full(a, c);
+    return (char *)c + i * page_size();
+}
+
+bool pagerun_fits(size_t size, size_t align) {
+    if (size >= HAK_CHUNK / 2 || align > HAK_CHUNK / 4) return false;
+    size_t first = align > page_size() ? align / page_size() : 1;
+    return first + (size + page_size() - 1) / page_size() <= npages;
+}
+
+void *pagerun_alloc(struct pagerun_arena *a, size_t size, size_t align, bool *zeroed,
+                    size_t *bytes) {
+    size_t n = (size + page_size() - 1) / page_size();
+    size_t step = align > page_size() ? align / page_size() : 1;
+    void *p = NULL;
+    pthread_mutex_lock(&a->lock);
+    for (struct pagerun_chunk *c = a->avail; c && !p; c = c->next) {
+        size_t i = find_run(c, n, step);
+        if (i) p = take_run(a, c, i, n, zeroed);
+    }
+    if (!p) {
+        struct pagerun_chunk *c = chunk_new(a);
+        if (c) {
+            size_t i = find_run(c, n, step);
+            hak_assert(i != 0);
+            p = take_run(a, c, i, n, zeroed);
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (!p) errno = ENOMEM;
+    *bytes = n * page_size();
+    return p;
+}
+
+/* Index of run p in chunk c, or 0 (after reporting) when p is not the
+ * start of an allocated run. */
+static size_t run_index(struct pagerun_chunk *c, const void *p, hak_call_t call) {
+    uintptr_t off = (uintptr_t)p - (uintptr_t)c;
+    size_t i = off / page_size();
+    if (off % page_size() != 0 || i == 0 || i >= npages || c->run[i] == 0) {
+        hak_report_misuse(call, p,
+                          off % page_size() == 0 && i > 0 && i < npages && !bit_get(c->used, i)
+                              ? "double free or invalid pointer"
+                              : "invalid pointer (inside a block)");
+        return 0;
+    }
+    return i;
+}
+
+static void mark_dirty(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    if (c->in_dirty) return;
+    uint64_t due = os_now_ns() + os_purge_delay_ns();
+    c->purge_due = due;
+    c->in_dirty = 1;
+    c->dirty_next = a->dirty;
+    a->dirty = c;
+    os_purge_schedule(due);
+}
+
+size_t pagerun_free(uintptr_t chunk, void *p, hak_call_t call) {
+    struct pagerun_chunk *c = chunk_at(chunk);
+    struct pagerun_arena *a = c->arena;
+    pthread_mutex_lock(&a->lock);
+    size_t i = run_index(c, p, call);
+    size_t n = i ? c->run[i] : 0;
+    if (n) {
+        c->run[i] = 0;
+        bits_set(c->used, i, n, false);
+        c->free_pages += (uint32_t)n;
+        if (i < c->search_hint) c->search_hint = (uint32_t)i;
+        to_avail(a, c);
+        if (c->free_pages == npages - 1) a->empty++;
+        mark_dirty(a, c);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return n * page_size();
+}
+
+size_t pagerun_usable(uintptr_t chunk, const void *p, hak_call_t call) {
+    struct pagerun_chunk *c = chunk_at(chunk);
+    pthread_mutex_lock(&c->arena->lock);
+    size_t i = run_index(c, p, call);
+    size_t n = i ? c->run[i] : 0;
+    pthread_mutex_unlock(&c->arena->lock);
+    return n * page_size();
+}
+
+bool pagerun_resize(uintptr_t chunk, void *p, size_t new_size, int64_t *delta) {
+    struct pagerun_chunk *c = chunk_at(chunk);
+    struct pagerun_arena *a = c->arena;
+    size_t n = (new_size + page_size() - 1) / page_size();
+    bool ok = false;
+    *delta = 0;
+    pthread_mutex_lock(&a->lock);
+    size_t i = run_index(c, p, "realloc");
+    if (i != 0) {
+        size_t cur = c->run[i];
+        if (n <= cur) {
+            if (n < cur) {
+                bits_set(c->used, i + n, cur - n, false);
+                c->free_pages += (uint32_t)(cur - n);
+                c->run[i] = (uint16_t)n;
+                if (i + n < c->search_hint) c->search_hint = (uint32_t)(i + n);
+                to_avail(a, c);
+                mark_dirty(a, c);
+            }
+            ok = true;
+        } else if (i + n <= npages && !bits_any(c->used, i + cur, n - cur)) {
+            bits_set(c->used, i + cur, n - cur, true);
+            bits_set(c->dirty, i + cur, n - cur, true);
+            c->free_pages -= (uint32_t)(n - cur);
+            c->run[i] = (uint16_t)n;
+            to_full_if_full(a, c);
+            ok = true;
+        }
+        if (ok) *delta = ((int64_t)n - (int64_t)cur) * (int64_t)page_size();
+    }
+    pthread_mutex_unlock(&a->lock);
+    return ok;
+}
+
+/* Purges every dirty free page of c (under the lock). Returns bytes. */
+static size_t purge_chunk(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    size_t bytes = 0;
+    for (size_t i = 1; i < npages;) {
+        if (bit_get(c->used, i) || !bit_get(c->dirty, i)) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < npages && !bit_get(c->used, j) && bit_get(c->dirty, j)) j++;
+        if (os_purge((char *)c + i * page_size(), (j - i) * page_size()) == 0) {
+            bits_set(c->dirty, i, j - i, false);
+            bytes += (j - i) * page_size();
+            stats_note_purge(a->lane, (j - i) * page_size());
+        }
+        i = j;
+    }
+    return bytes;
+}
+
+/* One arena's purges: chunks whose delay is over (all of them when all) are
+ * purged, or unmapped when empty beyond the arena's cache. */
+static size_t purge_arena(struct pagerun_arena *a, bool all, uint64_t now, uint64_t *next_due) {
+    size_t bytes = 0;
+    size_t keep = all ? 0 : (size_t)hak_opt((enum hak_opt_id)a->cache_opt);
+    pthread_mutex_lock(&a->lock);
+    struct pagerun_chunk **pp = &a->dirty;
+    while (*pp) {
+        struct pagerun_chunk *c = *pp;
+        if (!all && c->purge_due > now) {
+            if (c->purge_due < *next_due) *next_due = c->purge_due;
+            pp = &c->dirty_next;
+            continue;
+        }
+        *pp = c->dirty_next;
+        c->dirty_next = NULL;
+        c->in_dirty = 0;
+        if (c->free_pages == npages - 1 && a->empty > keep) {
+            bytes += HAK_CHUNK;
+            chunk_release(a, c);
+        } else {
+            bytes += purge_chunk(a, c);
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+    return bytes;
+}
+
+static struct pagerun_arena *arenas[HAK_LANE_COUNT];
+static int narenas;
+
+static size_t pagerun_purge(bool all, uint64_t now, uint64_t *next_due) {
+    size_t bytes = 0;
+    for (int i = 0; i < narenas; i++) bytes += purge_arena(arenas[i], all, now, next_due);
+    return bytes;
+}
+
+void pagerun_arena_init(struct pagerun_arena *a) {
+    npages = HAK_CHUNK / os_page_size;
+    pthread_mutex_init(&a->lock, NULL);
+    if (narenas == 0) os_purge_register(pagerun_purge);
+    arenas[narenas++] = a;
+}
+
+void pagerun_fork_prepare(struct pagerun_arena *a) { pthread_mutex_lock(&a->lock); }
+void pagerun_fork_parent(struct pagerun_arena *a) { pthread_mutex_unlock(&a->lock); }
+void pagerun_fork_child(struct pagerun_arena *a) { pthread_mutex_unlock(&a->lock); }
