@@ -21,6 +21,7 @@
 #include "lane.h"
 #include "options.h"
 #include "os.h"
+#include "policy.h"
 #include "segmap.h"
 #include "stats.h"
 
@@ -31,6 +32,9 @@
 #if HAK_HAVE_POOL
 #include "modules/pool/pool_fast.h"
 #endif
+#if HAK_HAVE_ACE
+#include "modules/ace/ace_fast.h"
+#endif
 
 /* The lanes compiled in, by id. */
 static const struct hak_lane *const lanes_built[HAK_LANE_COUNT] = {
@@ -39,6 +43,9 @@ static const struct hak_lane *const lanes_built[HAK_LANE_COUNT] = {
 #endif
 #if HAK_HAVE_POOL
     [HAK_LANE_POOL] = &pool_lane,
+#endif
+#if HAK_HAVE_ACE
+    [HAK_LANE_ACE] = &ace_lane,
 #endif
     [HAK_LANE_HUGE] = &huge_lane,
 };
@@ -94,6 +101,7 @@ static int init_core(void) {
     options_defaults();
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
+    policy_init();
     int err = os_init();
     if (!err) err = segmap_init();
     for (int id = 1; id < HAK_LANE_COUNT && !err; id++)
@@ -151,6 +159,7 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
     if (!hak_ensure_init()) return;
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
+    policy_init(); /* the options may have changed its defaults */
 }
 
 HAK_DESTRUCTOR static void hak_destructor(void) {
@@ -200,6 +209,10 @@ HAK_EXPORT void *hak_malloc(size_t size) {
 #if HAK_HAVE_POOL
     if (HAK_LIKELY(size - (HAK_TINY_MAX + 1) < HAK_POOL_MAX - HAK_TINY_MAX))
         return pool_alloc_fast(size);
+#endif
+#if HAK_HAVE_ACE
+    if (HAK_LIKELY(size - (HAK_POOL_MAX + 1) < HAK_ACE_MAX - HAK_POOL_MAX))
+        return ace_alloc_fast(size);
 #endif
     return alloc_generic(size, NULL);
 }
@@ -305,6 +318,12 @@ HAK_EXPORT void hak_free(void *p) {
 #if HAK_HAVE_POOL
         if (HAK_LIKELY(b == HAK_LANE_POOL)) {
             pool_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
+            return;
+        }
+#endif
+#if HAK_HAVE_ACE
+        if (HAK_LIKELY(b == HAK_LANE_ACE)) {
+            ace_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
             return;
         }
 #endif
@@ -430,6 +449,22 @@ HAK_EXPORT int hak_class_stats_get(int lane, unsigned cls, struct hak_class_stat
     out->remote_frees = atomic_load_relaxed(&sc->c[HAK_CCTR_remote_frees]);
     out->slabs = atomic_load_relaxed(&sc->slabs);
     return 0;
+}
+
+HAK_EXPORT int hak_policy_get(struct hak_policy *out) {
+    if (out == NULL || out->size < sizeof out->size) return EINVAL;
+    hak_ensure_init();
+    struct hak_policy cur = *policy_current();
+    size_t n = out->size < sizeof cur ? out->size : sizeof cur;
+    cur.size = out->size;
+    memcpy(out, &cur, n);
+    return 0;
+}
+
+HAK_EXPORT int hak_policy_set(const struct hak_policy *in) {
+    if (in == NULL) return EINVAL;
+    hak_ensure_init();
+    return policy_publish(in);
 }
 
 HAK_EXPORT void hak_stats_print(void) {

@@ -43,6 +43,21 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_POOL_SEG_CACHE] = {"HAKMEM_POOL_SEG_CACHE", HAK_OPT_INT, 8, 0, 1024, NULL,
                                 "empty pool segments (2 MiB) kept for reuse, purged after "
                                 "the purge delay; beyond this they are unmapped"},
+    [HAK_OPT_CAP_MID] = {"HAKMEM_CAP_MID", HAK_OPT_INT, 1, 0, 64, NULL,
+                         "pool lane: empty slabs a thread keeps per class before giving "
+                         "them back (the policy's starting cap_mid)"},
+    [HAK_OPT_CAP_LARGE] = {"HAKMEM_CAP_LARGE", HAK_OPT_INT, -1, -1, 32, NULL,
+                           "ACE lane: free blocks a thread caches per class; -1: as many as "
+                           "fit in 256 KiB, at least one (the policy's starting cap_large)"},
+    [HAK_OPT_WMAX_LARGE] = {"HAKMEM_WMAX_LARGE", HAK_OPT_INT, 125, 100, 200, NULL,
+                            "ACE lane: a request may take a cached block of any class up to "
+                            "this percentage of its size"},
+    [HAK_OPT_ACE_CACHE_CHUNKS] = {"HAKMEM_ACE_CACHE_CHUNKS", HAK_OPT_INT, 4, 0, 1024, NULL,
+                                  "empty 2 MiB chunks of the ACE lane kept mapped (purged) for "
+                                  "reuse; beyond this they are unmapped"},
+    [HAK_OPT_BIGCACHE_MB] = {"HAKMEM_BIGCACHE_MB", HAK_OPT_INT, 64, 0, 65536, NULL,
+                             "MiB of freed big blocks (2 MiB and up) kept mapped for reuse "
+                             "for the purge delay (the policy's starting bigcache_mb)"},
 };
 _Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
                "one table entry per option");

@@ -145,6 +145,7 @@ static void *take_run(struct pagerun_arena *a, struct pagerun_chunk *c, size_t i
     bits_set(c->used, i, n, true);
     if (zeroed) *zeroed = !bits_any(c->dirty, i, n);
     bits_set(c->dirty, i, n, true);
+    bits_set(c->aged, i, n, false);
     c->run[i] = (uint16_t)n;
     c->free_pages -= (uint32_t)n;
     if (i == c->search_hint) c->search_hint = (uint32_t)(i + n);
@@ -215,6 +216,7 @@ size_t pagerun_free(uintptr_t chunk, void *p, hak_call_t call) {
     size_t n = i ? c->run[i] : 0;
     if (n) {
         c->run[i] = 0;
+        atomic_store_relaxed(&c->tag[i], 0);
         bits_set(c->used, i, n, false);
         c->free_pages += (uint32_t)n;
         if (i < c->search_hint) c->search_hint = (uint32_t)i;
@@ -258,6 +260,7 @@ bool pagerun_resize(uintptr_t chunk, void *p, size_t new_size, int64_t *delta) {
         } else if (i + n <= npages && !bits_any(c->used, i + cur, n - cur)) {
             bits_set(c->used, i + cur, n - cur, true);
             bits_set(c->dirty, i + cur, n - cur, true);
+            bits_set(c->aged, i + cur, n - cur, false);
             c->free_pages -= (uint32_t)(n - cur);
             c->run[i] = (uint16_t)n;
             to_full_if_full(a, c);
@@ -269,18 +272,32 @@ bool pagerun_resize(uintptr_t chunk, void *p, size_t new_size, int64_t *delta) {
     return ok;
 }
 
-/* Purges every dirty free page of c (under the lock). Returns bytes. */
-static size_t purge_chunk(struct pagerun_arena *a, struct pagerun_chunk *c) {
+/* One purge pass over c (under the lock): purges the free dirty pages the
+ * previous pass already found free (or all of them when all), and marks
+ * the others for the next pass. Returns bytes purged; *more says whether
+ * some dirty free pages wait for the next pass. */
+static size_t purge_chunk(struct pagerun_arena *a, struct pagerun_chunk *c, bool all, bool *more) {
     size_t bytes = 0;
+    *more = false;
     for (size_t i = 1; i < npages;) {
-        if (bit_get(c->used, i) || !bit_get(c->dirty, i)) {
+        bool cand = !bit_get(c->used, i) && bit_get(c->dirty, i);
+        if (!cand) {
+            i++;
+            continue;
+        }
+        if (!all && !bit_get(c->aged, i)) {
+            bits_set(c->aged, i, 1, true); /* purged by the next pass */
+            *more = true;
             i++;
             continue;
         }
         size_t j = i;
-        while (j < npages && !bit_get(c->used, j) && bit_get(c->dirty, j)) j++;
+        while (j < npages && !bit_get(c->used, j) && bit_get(c->dirty, j) &&
+               (all || bit_get(c->aged, j)))
+            j++;
         if (os_purge((char *)c + i * page_size(), (j - i) * page_size()) == 0) {
             bits_set(c->dirty, i, j - i, false);
+            bits_set(c->aged, i, j - i, false);
             bytes += (j - i) * page_size();
             stats_note_purge(a->lane, (j - i) * page_size());
         }
@@ -303,15 +320,24 @@ static size_t purge_arena(struct pagerun_arena *a, bool all, uint64_t now, uint6
             pp = &c->dirty_next;
             continue;
         }
+        if (c->free_pages == npages - 1 && a->empty > keep) {
+            *pp = c->dirty_next;
+            c->in_dirty = 0;
+            bytes += HAK_CHUNK;
+            chunk_release(a, c);
+            continue;
+        }
+        bool more;
+        bytes += purge_chunk(a, c, all, &more);
+        if (more) { /* stays on the list for the next pass */
+            c->purge_due = now + os_purge_delay_ns();
+            if (c->purge_due < *next_due) *next_due = c->purge_due;
+            pp = &c->dirty_next;
+            continue;
+        }
         *pp = c->dirty_next;
         c->dirty_next = NULL;
         c->in_dirty = 0;
-        if (c->free_pages == npages - 1 && a->empty > keep) {
-            bytes += HAK_CHUNK;
-            chunk_release(a, c);
-        } else {
-            bytes += purge_chunk(a, c);
-        }
     }
     pthread_mutex_unlock(&a->lock);
     return bytes;

@@ -3,7 +3,10 @@
  * lane's small requests and the ACE lane's blocks. A chunk's first page
  * holds its header (struct pagerun_chunk): a page map with one bit per page
  * (used, dirty) and the length of each run at its first page; the other
- * pages are handed out as runs of whole pages, aligned as asked.
+ * pages are handed out as runs of whole pages, aligned as asked. A freed
+ * page is purged by the second purge pass that finds it still free, so it
+ * stays resident between one and two purge delays: a run freed and taken
+ * again soon after is not faulted in again.
  *
  * An arena (one per lane that uses page runs) owns its chunks: the list of
  * chunks with a free page, the full ones, the ones with dirty free pages
@@ -50,7 +53,11 @@ struct pagerun_chunk {
     uint32_t search_hint;           /* first page that may be free */
     uint64_t used[PAGERUN_WORDS];   /* bit per page: allocated (page 0 always) */
     uint64_t dirty[PAGERUN_WORDS];  /* bit per page: may be non-zero */
+    uint64_t aged[PAGERUN_WORDS];   /* bit per page: free and dirty at the last
+                                       purge pass; purged at the next one */
     uint16_t run[PAGERUN_MAX_PAGES];/* run length at the first page of each run */
+    _Atomic uint8_t tag[PAGERUN_MAX_PAGES]; /* the lane's byte for each run, at its
+                                        first page (0 when the run is freed) */
 };
 _Static_assert(sizeof(struct pagerun_chunk) <= 4096, "the chunk header fits the smallest page");
 

@@ -275,27 +275,8 @@ static void heap_reset(struct slab_heap *h, uint32_t kind) {
 }
 
 static struct slab_heap *heap_alloc(struct slab_lane *L) {
-    struct slab_heap *h;
-    pthread_mutex_lock(&L->lock);
-    h = L->heap_pool;
-    if (h) {
-        L->heap_pool = h->pool_next;
-    } else {
-        if (L->heaps_used == L->heaps_cap) {
-            void *chunk;
-            if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &chunk) != 0) {
-                pthread_mutex_unlock(&L->lock);
-                return NULL;
-            }
-            stats_note_map(L->id, HAK_CHUNK);
-            L->heaps_chunk = chunk;
-            L->heaps_used = 0;
-            L->heaps_cap = HAK_CHUNK / sizeof(struct slab_heap);
-        }
-        h = &L->heaps_chunk[L->heaps_used++];
-    }
-    pthread_mutex_unlock(&L->lock);
-    heap_reset(h, SLAB_HEAP_LIVE);
+    struct slab_heap *h = meta_alloc(&L->heaps);
+    if (h) heap_reset(h, SLAB_HEAP_LIVE);
     return h;
 }
 
@@ -338,6 +319,7 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
 void slab_lane_init(struct slab_lane *L) {
     pthread_mutex_init(&L->lock, NULL);
     pthread_mutex_init(&L->orphan_lock, NULL);
+    meta_pool_init(&L->heaps, sizeof(struct slab_heap), L->id);
     heap_reset(&L->orphan, SLAB_HEAP_ORPHAN);
     if (nlanes == 0) os_purge_register(slab_purge);
     lanes[nlanes++] = L;
@@ -649,10 +631,9 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
             seg_push(&L->abandoned, s);
         }
     }
-    h->kind = 0;
-    h->pool_next = L->heap_pool;
-    L->heap_pool = h;
     pthread_mutex_unlock(&L->lock);
+    h->kind = 0;
+    meta_free(&L->heaps, h);
 }
 
 /* Makes h the owner of abandoned segment a, taking back the blocks other
@@ -721,9 +702,11 @@ void slab_flush_stats(struct slab_lane *L, struct slab_heap *h) {
 void slab_fork_prepare(struct slab_lane *L) {
     pthread_mutex_lock(&L->orphan_lock);
     pthread_mutex_lock(&L->lock);
+    meta_fork_prepare(&L->heaps);
 }
 
 void slab_fork_parent(struct slab_lane *L) {
+    meta_fork_parent(&L->heaps);
     pthread_mutex_unlock(&L->lock);
     pthread_mutex_unlock(&L->orphan_lock);
 }
@@ -732,6 +715,7 @@ void slab_fork_child(struct slab_lane *L) {
     /* Heaps of the parent's other threads stay as they are: never adopted
      * (one may have been mid-update); blocks of theirs freed here are
      * remote frees onto their slabs. */
+    meta_fork_child(&L->heaps);
     pthread_mutex_unlock(&L->lock);
     pthread_mutex_unlock(&L->orphan_lock);
 }

@@ -30,7 +30,7 @@
  * unmapped at once. malloc_trim unmaps the whole cache.
  *
  * Locks (per lane): orphan_lock, then lock (abandoned segments, the
- * segment cache, heap pool).
+ * segment cache); the heap pool's own lock (meta.h) nests inside neither.
  * Fast paths take no lock and do no atomic read-modify-write.
  */
 #ifndef HAK_SLAB_H
@@ -39,6 +39,7 @@
 #include <pthread.h>
 
 #include "internal.h"
+#include "meta.h"
 #include "stats.h"
 
 #define SLAB_MAX_CLASSES 24
@@ -116,7 +117,6 @@ struct slab_heap {
     struct slab *_Atomic notify;        /* full slabs that got a remote free */
     struct slab_segment *segs;          /* segments with an unassigned slab */
     struct slab_segment *segs_full;     /* segments with none */
-    struct slab_heap *pool_next;        /* in the lane's pool of free heaps */
     uint32_t kind;                      /* SLAB_HEAP_* */
 };
 
@@ -132,14 +132,12 @@ struct slab_lane {
     uint32_t carve_min;                 /* ... but at least this many blocks */
     int cache_opt;                      /* option: empty segments kept (enum hak_opt_id) */
     /* state */
-    pthread_mutex_t lock;               /* abandoned, cache, heap pool */
+    pthread_mutex_t lock;               /* abandoned, cache */
     pthread_mutex_t orphan_lock;        /* orphan heap */
     struct slab_segment *abandoned;
     struct slab_segment *cache;         /* empty segments, mapped, no owner */
     uint32_t cached;                    /* segments on cache */
-    struct slab_heap *heap_pool;
-    struct slab_heap *heaps_chunk;      /* chunk heap structs are carved from */
-    size_t heaps_used, heaps_cap;
+    struct meta_pool heaps;             /* the lane's per-thread heap structs */
     struct slab_heap orphan;            /* for threads whose heap is gone */
 };
 

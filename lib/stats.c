@@ -86,6 +86,13 @@ void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_si
     if (allocs) raise_peak(s);
 }
 
+void stats_batch_flush_one(int lane, enum hak_class_counter k, unsigned cls, uint64_t bytes) {
+    if (HAK_BENCH_MINIMAL) return;
+    atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[k], 1);
+    if (k == HAK_CCTR_allocs) stats_note_alloc(lane, bytes);
+    if (k == HAK_CCTR_frees) stats_note_free(lane, bytes);
+}
+
 static void lane_snapshot(int lane, struct hak_lane_stats *out) {
     struct stats_lane *s = &stats_lanes[lane];
     uint64_t c[HAK_CTR_COUNT];

@@ -83,6 +83,9 @@ struct stats_batch {
 };
 void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_size,
                        unsigned nclasses);
+/* One event of counter k for class cls (block size bytes) straight into the
+ * globals, for a thread without a batch. */
+void stats_batch_flush_one(int lane, enum hak_class_counter k, unsigned cls, uint64_t bytes);
 
 /* Fills the public snapshot (stats.c). */
 void stats_fill(struct hak_stats *st);

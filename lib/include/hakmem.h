@@ -118,6 +118,35 @@ int hak_class_stats_get(int lane, unsigned cls, struct hak_class_stats *out);
 /* Prints the report HAKMEM_STATS=1 prints at exit, to stderr. */
 void hak_stats_print(void);
 
+/* ---- The policy snapshot: what the learner (or a program) may tune. ----
+ * Read by the lanes at refill and flush time, never on a fast path. A
+ * published snapshot replaces the current one at once for new refills. */
+
+#define HAK_POLICY_CLASSES 24
+
+struct hak_policy {
+    size_t size;                            /* in: sizeof(struct hak_policy) of the caller */
+    uint32_t cap_mid[HAK_POLICY_CLASSES];   /* pool lane: empty slabs a thread keeps per
+                                               class before giving them back (0 .. 64) */
+    uint32_t cap_large[HAK_POLICY_CLASSES]; /* ACE lane: free blocks a thread caches per
+                                               class (0 .. 32); the shared cache keeps
+                                               twice as many */
+    uint32_t wmax_large_pct;  /* ACE lane: a request may be served by any class up to
+                                 this percentage of its size (100 .. 200), so that odd
+                                 sizes share a few warm classes */
+    uint32_t refill_batch;    /* ACE lane: blocks moved per shared-cache refill (1 .. 32) */
+    uint32_t bigcache_mb;     /* huge lane: MiB of freed big mappings kept for reuse
+                                 (0 .. 65536) */
+};
+
+/* Copies the current policy into *out (up to out->size bytes). Returns 0,
+ * or EINVAL when out is NULL or out->size is too small. */
+int hak_policy_get(struct hak_policy *out);
+/* Publishes *in (a complete struct: in->size == sizeof(struct hak_policy)).
+ * Returns 0, or EINVAL (and publishes nothing) when a value is out of its
+ * range. */
+int hak_policy_set(const struct hak_policy *in);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,8 +2,8 @@
  * huge.c: the huge lane (see huge.h).
  *
  * Owns: the own mappings (which need no lock: each is one block, owned by
- * its caller) and the arena of page runs that serves smaller requests
- * (lib/pagerun.c, with its own lock).
+ * its caller), the BigCache of freed ones (big_lock), and the arena of page
+ * runs that serves smaller requests (lib/pagerun.c, with its own lock).
  */
 #include "huge.h"
 
@@ -14,6 +14,7 @@
 #include "options.h"
 #include "os.h"
 #include "pagerun.h"
+#include "policy.h"
 #include "segmap.h"
 #include "stats.h"
 
@@ -29,6 +30,7 @@ struct huge_own {
     size_t user_off;    /* the block starts at base + user_off */
     size_t user_size;   /* usable bytes of the block, multiple of the page */
     size_t align;       /* alignment asked for (kept on moves) */
+    uint32_t cached;    /* 1 while the mapping waits in the BigCache */
 };
 _Static_assert(offsetof(struct huge_own, kind) == offsetof(struct pagerun_chunk, kind),
                "both headers keep their kind at the same place");
@@ -64,11 +66,122 @@ static int own_map(size_t size, size_t align, size_t *map_size, void **base) {
     return 0;
 }
 
+/* ---- BigCache: freed own mappings kept for reuse ----------------------
+ * A freed mapping of at most the policy's bigcache_mb waits here, still
+ * mapped and registered, for HAKMEM_PURGE_DELAY_MS; a request that needs
+ * at least half of it takes it (no mmap, no page faults for the pages it
+ * had; pages the last user touched past the new block stay resident, at
+ * most as much again as the block);
+ * otherwise the purger unmaps it when its delay is over, and malloc_trim
+ * at once. Locks: big_lock, after nothing. */
+
+#define BIGCACHE_SLOTS 32
+static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    struct huge_own *c;
+    uint64_t freed_at; /* ns */
+} big[BIGCACHE_SLOTS];
+static unsigned big_n;
+static size_t big_bytes;
+
+static size_t own_map_size(size_t size, size_t align) {
+    size_t total;
+    if (HAK_ADD_OVERFLOW(size, own_offset(align) + HAK_CHUNK - 1, &total)) return SIZE_MAX;
+    return hak_align_down(total, HAK_CHUNK);
+}
+
+/* A cached mapping for (size, align), or NULL. */
+static struct huge_own *bigcache_take(size_t size, size_t align) {
+    size_t need = own_map_size(size, align);
+    if (need == SIZE_MAX || big_n == 0) return NULL;
+    struct huge_own *best = NULL;
+    unsigned best_i = 0;
+    pthread_mutex_lock(&big_lock);
+    for (unsigned i = 0; i < big_n; i++) {
+        struct huge_own *c = big[i].c;
+        if (c->map_size < need || c->map_size / 2 > need) continue; /* at most twice */
+        if (align > HAK_CHUNK && ((uintptr_t)c + HAK_CHUNK) % align != 0) continue;
+        if (!best || c->map_size < best->map_size) {
+            best = c;
+            best_i = i;
+        }
+    }
+    if (best) {
+        big[best_i] = big[--big_n];
+        big_bytes -= best->map_size;
+    }
+    pthread_mutex_unlock(&big_lock);
+    return best;
+}
+
+/* Keeps freed mapping c if the cache has room; false otherwise. */
+static bool bigcache_put(struct huge_own *c) {
+    size_t limit = (size_t)policy_current()->bigcache_mb << 20;
+    if (c->map_size > limit) return false;
+    uint64_t now = os_now_ns();
+    bool kept = false;
+    pthread_mutex_lock(&big_lock);
+    if (big_n < BIGCACHE_SLOTS && big_bytes + c->map_size <= limit) {
+        c->cached = 1;
+        big[big_n].c = c;
+        big[big_n].freed_at = now;
+        big_n++;
+        big_bytes += c->map_size;
+        kept = true;
+    }
+    pthread_mutex_unlock(&big_lock);
+    if (kept) os_purge_schedule(now + os_purge_delay_ns());
+    return kept;
+}
+
+static void own_unmap(struct huge_own *c) {
+    size_t map_size = c->map_size;
+    segmap_unregister((uintptr_t)c, map_size >> HAK_CHUNK_SHIFT);
+    os_unmap(c, map_size);
+    stats_note_unmap(HAK_LANE_HUGE, map_size);
+}
+
+/* The purger: unmaps cached mappings whose delay is over (all with all). */
+static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
+    size_t bytes = 0;
+    uint64_t delay = os_purge_delay_ns();
+    struct huge_own *victims[BIGCACHE_SLOTS];
+    unsigned nv = 0;
+    pthread_mutex_lock(&big_lock);
+    for (unsigned i = 0; i < big_n;) {
+        uint64_t due = big[i].freed_at + delay;
+        if (all || due <= now) {
+            victims[nv++] = big[i].c;
+            big_bytes -= big[i].c->map_size;
+            big[i] = big[--big_n];
+            continue;
+        }
+        if (due < *next_due) *next_due = due;
+        i++;
+    }
+    pthread_mutex_unlock(&big_lock);
+    for (unsigned i = 0; i < nv; i++) {
+        bytes += victims[i]->map_size;
+        own_unmap(victims[i]);
+    }
+    return bytes;
+}
+
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
+    struct huge_own *c = bigcache_take(size, align);
+    if (c) {
+        c->cached = 0;
+        c->user_off = own_offset(align);
+        c->user_size = hak_align_up(size, page_size());
+        c->align = align;
+        stats_note_alloc(HAK_LANE_HUGE, c->user_size);
+        if (zeroed) *zeroed = false;
+        return (char *)c + c->user_off;
+    }
     void *base;
     size_t map_size;
     if (own_map(size, align, &map_size, &base) != 0) return NULL;
-    struct huge_own *c = base;
+    c = base;
     c->magic = HUGE_MAGIC;
     c->kind = HUGE_OWN;
     c->map_size = map_size;
@@ -83,18 +196,21 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
 }
 
 static bool own_check(struct huge_own *c, const void *p, hak_call_t call) {
-    if ((uintptr_t)p == (uintptr_t)c + c->user_off) return true;
-    hak_report_misuse(call, p, "invalid pointer (inside a block)");
-    return false;
+    if ((uintptr_t)p != (uintptr_t)c + c->user_off) {
+        hak_report_misuse(call, p, "invalid pointer (inside a block)");
+        return false;
+    }
+    if (c->cached) {
+        hak_report_misuse(call, p, "double free");
+        return false;
+    }
+    return true;
 }
 
 static void own_free(struct huge_own *c, void *p, hak_call_t call) {
     if (!own_check(c, p, call)) return;
-    size_t map_size = c->map_size, user = c->user_size;
-    segmap_unregister((uintptr_t)c, map_size >> HAK_CHUNK_SHIFT);
-    os_unmap(c, map_size);
-    stats_note_unmap(HAK_LANE_HUGE, map_size);
-    stats_note_free(HAK_LANE_HUGE, user);
+    stats_note_free(HAK_LANE_HUGE, c->user_size);
+    if (!bigcache_put(c)) own_unmap(c);
 }
 
 /* Resizes an own mapping; returns the block or NULL (p untouched). */
@@ -219,12 +335,22 @@ static void *huge_resize(void *p, uintptr_t head, size_t new_size) {
 static int huge_init(void) {
     if (HAK_CHUNK / os_page_size > PAGERUN_MAX_PAGES) return EINVAL;
     pagerun_arena_init(&huge_runs);
+    os_purge_register(bigcache_purge);
     return 0;
 }
 
-static void huge_fork_prepare(void) { pagerun_fork_prepare(&huge_runs); }
-static void huge_fork_parent(void) { pagerun_fork_parent(&huge_runs); }
-static void huge_fork_child(void) { pagerun_fork_child(&huge_runs); }
+static void huge_fork_prepare(void) {
+    pthread_mutex_lock(&big_lock);
+    pagerun_fork_prepare(&huge_runs);
+}
+static void huge_fork_parent(void) {
+    pagerun_fork_parent(&huge_runs);
+    pthread_mutex_unlock(&big_lock);
+}
+static void huge_fork_child(void) {
+    pagerun_fork_child(&huge_runs);
+    pthread_mutex_unlock(&big_lock);
+}
 
 const struct hak_lane huge_lane = {
     .name = "huge",
