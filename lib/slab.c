@@ -12,6 +12,7 @@
 
 #include "options.h"
 #include "os.h"
+#include "policy.h"
 #include "segmap.h"
 
 /* The sentinel slab: no free block, ever; the current slab of every class
@@ -174,15 +175,16 @@ static bool try_mark_full(struct slab *sl) {
 
 /* ---- segments ---------------------------------------------------------- */
 
+/* Unmaps segment s (under L->lock: the purger walks L->all). */
 static void segment_unmap(struct slab_lane *L, struct slab_segment *s) {
+    if (s->all_prev)
+        s->all_prev->all_next = s->all_next;
+    else
+        L->all = s->all_next;
+    if (s->all_next) s->all_next->all_prev = s->all_prev;
     segmap_unregister((uintptr_t)s, 1);
     os_unmap(s, HAK_CHUNK);
     stats_note_unmap(L->id, HAK_CHUNK);
-}
-
-/* Bytes of a segment that hold blocks (all but the header slab). */
-static size_t segment_payload(const struct slab_lane *L) {
-    return HAK_CHUNK - ((size_t)1 << L->slab_shift);
 }
 
 /* An empty segment (every slab unassigned, off every heap list) goes to the
@@ -190,19 +192,14 @@ static size_t segment_payload(const struct slab_lane *L) {
  * is full. */
 static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
     s->heap = NULL;
-    uint64_t due = os_now_ns() + os_purge_delay_ns();
     pthread_mutex_lock(&L->lock);
     if (L->cached < (uint64_t)hak_opt((enum hak_opt_id)L->cache_opt)) {
-        s->dirty = 1;
-        s->purge_due = due;
-        seg_push(&L->cache, s);
+        seg_push(&L->cache, s); /* its slabs are purged as they come due */
         L->cached++;
-        pthread_mutex_unlock(&L->lock);
-        os_purge_schedule(due);
-        return;
+    } else {
+        segment_unmap(L, s);
     }
     pthread_mutex_unlock(&L->lock);
-    segment_unmap(L, s);
 }
 
 /* A segment for h: from the lane's cache, or freshly mapped. */
@@ -227,6 +224,11 @@ static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h
         s->lane = L;
         for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
         segmap_register((uintptr_t)base, 1, L->id);
+        pthread_mutex_lock(&L->lock);
+        s->all_next = L->all;
+        if (L->all) L->all->all_prev = s;
+        L->all = s;
+        pthread_mutex_unlock(&L->lock);
     }
     s->heap = h;
     seg_push(&h->segs, s);
@@ -253,6 +255,9 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     sl->capacity = 0;
     sl->where = SLAB_ON_NONE;
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
+    sl->freed_at = os_now_ns();
+    atomic_store_release(&sl->pstate, SLAB_P_DIRTY); /* the purger may take it now */
+    os_purge_schedule(sl->freed_at + os_purge_delay_ns());
     if (s->free_slabs == 0) {
         seg_remove(&h->segs_full, s);
         seg_push(&h->segs, s);
@@ -286,31 +291,53 @@ static int nlanes;
 
 /* The purger (os.h): purges cached segments whose delay is over; with all
  * (malloc_trim, or the OS refusing memory) unmaps the whole cache. */
+/* Purges the unassigned slabs of s that have been free for the delay (all
+ * of them when all); under L->lock. */
+static size_t purge_segment(struct slab_lane *L, struct slab_segment *s, bool all, uint64_t now,
+                            uint64_t *next_due) {
+    size_t bytes = 0, slab = (size_t)1 << L->slab_shift;
+    uint64_t delay = os_purge_delay_ns();
+    unsigned nslabs = (unsigned)(HAK_CHUNK >> L->slab_shift);
+    for (unsigned i = 1; i < nslabs; i++) {
+        struct slab *sl = &s->slabs[i];
+        uint8_t st = atomic_load_acquire(&sl->pstate);
+        if (st != SLAB_P_DIRTY) continue;
+        uint64_t due = sl->freed_at + delay;
+        if (!all && due > now) {
+            if (due < *next_due) *next_due = due;
+            continue;
+        }
+        if (!atomic_compare_exchange_strong_explicit(&sl->pstate, &st, SLAB_P_PURGING,
+                                                     memory_order_acquire, memory_order_relaxed))
+            continue; /* its owner took it back */
+        if (os_purge((char *)s + i * slab, slab) == 0) {
+            stats_note_purge(L->id, slab);
+            bytes += slab;
+        }
+        atomic_store_release(&sl->pstate, SLAB_P_CLEAN);
+    }
+    return bytes;
+}
+
+/* The purger (os.h): purges slabs that have stayed unassigned for the
+ * delay, in every segment of every lane; with all (malloc_trim, or the OS
+ * refusing memory) purges them all and unmaps the cache of empty segments. */
 static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
     size_t bytes = 0;
     for (int i = 0; i < nlanes; i++) {
         struct slab_lane *L = lanes[i];
         pthread_mutex_lock(&L->lock);
-        struct slab_segment *s = L->cache;
-        while (s) {
-            struct slab_segment *next = s->next;
-            if (all) {
+        if (all) {
+            while (L->cache) {
+                struct slab_segment *s = L->cache;
                 seg_remove(&L->cache, s);
                 L->cached--;
                 segment_unmap(L, s);
                 bytes += HAK_CHUNK;
-            } else if (s->dirty && s->purge_due <= now) {
-                size_t n = segment_payload(L);
-                if (os_purge((char *)s + ((size_t)1 << L->slab_shift), n) == 0) {
-                    stats_note_purge(L->id, n);
-                    bytes += n;
-                }
-                s->dirty = 0;
-            } else if (s->dirty && s->purge_due < *next_due) {
-                *next_due = s->purge_due;
             }
-            s = next;
         }
+        for (struct slab_segment *s = L->all; s; s = s->all_next)
+            bytes += purge_segment(L, s, all, now, next_due);
         pthread_mutex_unlock(&L->lock);
     }
     return bytes;
@@ -367,6 +394,26 @@ static bool refill(struct slab_lane *L, struct slab *sl) {
     return carve(L, sl);
 }
 
+/* Picks an unassigned slab of s (which has one) and takes it from the
+ * purger: CLEAN or DIRTY to ASSIGNED; a slab being purged is skipped (or
+ * waited for, when it is the only one). */
+static unsigned take_slab(struct slab_segment *s) {
+    for (;;) {
+        for (uint32_t m = s->free_slabs; m; m &= m - 1) {
+            unsigned i = (unsigned)HAK_CTZ64(m);
+            _Atomic uint8_t *ps = &s->slabs[i].pstate;
+            uint8_t st = atomic_load_relaxed(ps);
+            while (st != SLAB_P_PURGING) {
+                if (atomic_compare_exchange_weak_explicit(ps, &st, SLAB_P_ASSIGNED,
+                                                          memory_order_acquire,
+                                                          memory_order_relaxed))
+                    return i;
+            }
+        }
+        sched_yield();
+    }
+}
+
 /* Assigns an unassigned slab of h to class cls, adopting an abandoned
  * segment or mapping a new one when h has none; NULL when out of memory. */
 static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsigned cls) {
@@ -385,7 +432,7 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
         if (!s) s = segment_new(L, h);
         if (!s) return NULL;
     }
-    unsigned i = (unsigned)HAK_CTZ64(s->free_slabs);
+    unsigned i = take_slab(s);
     s->free_slabs &= ~((uint32_t)1 << i);
     if (s->free_slabs == 0) {
         seg_remove(&h->segs, s);
@@ -498,6 +545,19 @@ void *slab_alloc_slow(struct slab_lane *L, struct slab_heap **tls, unsigned cls)
 
 /* ---- free -------------------------------------------------------------- */
 
+/* Whether the heap keeps empty slab sl on its class's list: fewer than the
+ * policy's cap_mid other empty slabs are there (lanes with use_cap_mid;
+ * read at this flush time, never on a fast path). */
+static bool keep_empty(struct slab_heap *h, const struct slab *sl) {
+    const struct slab_lane *L = segment_of(sl)->lane;
+    if (!L->use_cap_mid) return false;
+    uint32_t cap = policy_current()->cap_mid[sl->cls];
+    uint32_t empty = 0;
+    for (const struct slab *o = h->avail[sl->cls].head; o && empty < cap; o = o->next)
+        if (o != sl && o->used == 0) empty++;
+    return empty < cap;
+}
+
 /* The slab of h got a block back while on the full list, or became empty
  * (owner). */
 static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
@@ -512,7 +572,8 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
         sl->where = SLAB_ON_AVAIL;
     }
     if (sl->used == 0 && h->cur[sl->cls] != sl &&
-        (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL) {
+        (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL &&
+        !keep_empty(h, sl)) {
         slist_remove(&h->avail[sl->cls], sl);
         slab_release(h, sl, true);
     }

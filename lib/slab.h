@@ -24,10 +24,12 @@
  * full slab is never lost.
  *
  * Memory return: a slab whose last block comes back goes back to its
- * segment; a segment with no slab in use leaves its heap for the lane's
- * cache of empty segments (HAKMEM_TINY_SS_CACHE / HAKMEM_POOL_SEG_CACHE,
- * purged after HAKMEM_PURGE_DELAY_MS by the purge queue) or, beyond it, is
- * unmapped at once. malloc_trim unmaps the whole cache.
+ * segment, and the purger (any thread: the slab's pstate arbitrates with
+ * the owner) purges its pages once it has stayed unassigned for
+ * HAKMEM_PURGE_DELAY_MS. A segment with no slab in use leaves its heap for
+ * the lane's cache of empty segments (HAKMEM_TINY_SS_CACHE /
+ * HAKMEM_POOL_SEG_CACHE) or, beyond it, is unmapped at once. malloc_trim
+ * purges every unassigned slab and unmaps the whole cache.
  *
  * Locks (per lane): orphan_lock, then lock (abandoned segments, the
  * segment cache); the heap pool's own lock (meta.h) nests inside neither.
@@ -55,6 +57,12 @@ enum {
     SLAB_RS_NEVER = 3,     /* abandoned: no owner to notify */
 };
 #define SLAB_RS_MASK ((uintptr_t)3)
+
+/* Purge states of a slab (slab.pstate). Unassigned slabs are CLEAN or
+ * DIRTY; the purger takes DIRTY ones whose delay is over to PURGING, purges
+ * their pages and sets CLEAN; slab_assign takes CLEAN or DIRTY to ASSIGNED
+ * and skips PURGING ones. Fresh memory is CLEAN (zero). */
+enum { SLAB_P_CLEAN = 0, SLAB_P_DIRTY = 1, SLAB_P_PURGING = 2, SLAB_P_ASSIGNED = 3 };
 
 /* Where a slab is on its heap's lists. */
 enum { SLAB_ON_NONE = 0, SLAB_ON_AVAIL = 1, SLAB_ON_FULL = 2 };
@@ -84,6 +92,8 @@ struct slab {
     struct slab *notify_next;        /* in owner->notify */
     _Atomic uint8_t in_notify;       /* 1 from a freer's push onto owner->notify
                                         until the owner drains it */
+    _Atomic uint8_t pstate;          /* SLAB_P_*: the purger's view of the slab */
+    uint64_t freed_at;               /* ns: when it was last released (DIRTY) */
 };
 _Static_assert(sizeof(struct slab) == 128, "two cache lines, a power of two");
 
@@ -94,8 +104,8 @@ struct slab_segment {
     struct slab_heap *heap;          /* owner, NULL when abandoned or cached */
     struct slab_segment *next, *prev;/* heap's segment lists, or the lane's
                                         abandoned list or cache */
-    uint64_t purge_due;              /* cached: when its pages are purged (ns) */
-    uint32_t dirty;                  /* cached: pages may still be resident */
+    struct slab_segment *all_next, *all_prev; /* the lane's list of all its
+                                        segments (under the lane's lock) */
     struct slab slabs[SLAB_MAX_PER_SEG]; /* slabs[0] describes the header slab */
 };
 #define SLAB_SEG_MAGIC 0x534c4142u /* "SLAB" */
@@ -131,11 +141,13 @@ struct slab_lane {
     uint32_t carve_bytes;               /* bytes carved per refill of a slab ... */
     uint32_t carve_min;                 /* ... but at least this many blocks */
     int cache_opt;                      /* option: empty segments kept (enum hak_opt_id) */
+    bool use_cap_mid;                   /* keep the policy's cap_mid empty slabs per class */
     /* state */
     pthread_mutex_t lock;               /* abandoned, cache */
     pthread_mutex_t orphan_lock;        /* orphan heap */
     struct slab_segment *abandoned;
     struct slab_segment *cache;         /* empty segments, mapped, no owner */
+    struct slab_segment *all;           /* every mapped segment, for the purger */
     uint32_t cached;                    /* segments on cache */
     struct meta_pool heaps;             /* the lane's per-thread heap structs */
     struct slab_heap orphan;            /* for threads whose heap is gone */

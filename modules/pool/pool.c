@@ -31,6 +31,7 @@ struct slab_lane pool_slabs = {
     .nclasses = POOL_CLASSES,
     .class_size = pool_class_size,
     .cache_opt = HAK_OPT_POOL_SEG_CACHE,
+    .use_cap_mid = true,
     .carve_min = 4,
     .carve_bytes = 16384,
 };
