@@ -160,6 +160,7 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init(); /* the options may have changed its defaults */
+    if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_HELP)) options_print_help();
 }
 
 HAK_DESTRUCTOR static void hak_destructor(void) {

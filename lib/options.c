@@ -6,13 +6,23 @@
 #include "options.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "os.h"
+#include "stats.h"
 
 extern char **environ;
 
 const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
+    [HAK_OPT_MODE] = {"HAKMEM_MODE", HAK_OPT_ENUM, HAK_MODE_BALANCED, 0, 0,
+                      "balanced|minimal|fast",
+                      "a group of settings: balanced (the defaults), minimal (smallest "
+                      "memory: no caches, immediate purges), fast (larger caches, slower "
+                      "purges); a variable set explicitly wins over its mode"},
+    [HAK_OPT_HELP] = {"HAKMEM_HELP", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                      "print every HAKMEM_* variable with its value, default, range and "
+                      "help to stderr at start-up, then run the program"},
     [HAK_OPT_STATS] = {"HAKMEM_STATS", HAK_OPT_BOOL, 0, 0, 1, NULL,
                        "print a per-lane statistics report to stderr at exit"},
     [HAK_OPT_ON_ERROR] = {"HAKMEM_ON_ERROR", HAK_OPT_ENUM, HAK_ON_ERROR_ABORT, 0, 0, "abort|warn",
@@ -164,22 +174,99 @@ static void set_option(int id, const char *value) {
     }
 }
 
+/* The modes: each a list of (option, value) replacing the defaults. */
+struct mode_setting {
+    int opt;
+    long long value;
+};
+static const struct mode_setting mode_minimal[] = {
+    {HAK_OPT_PURGE_DELAY_MS, 0}, {HAK_OPT_HUGE_CACHE_CHUNKS, 0}, {HAK_OPT_TINY_SS_CACHE, 0},
+    {HAK_OPT_POOL_SEG_CACHE, 0}, {HAK_OPT_ACE_CACHE_CHUNKS, 0},  {HAK_OPT_CAP_MID, 0},
+    {HAK_OPT_CAP_LARGE, 0},      {HAK_OPT_BIGCACHE_MB, 0},       {HAK_OPT_WMAX_LARGE, 100},
+};
+static const struct mode_setting mode_fast[] = {
+    {HAK_OPT_PURGE_DELAY_MS, 1000}, {HAK_OPT_HUGE_CACHE_CHUNKS, 16}, {HAK_OPT_TINY_SS_CACHE, 32},
+    {HAK_OPT_POOL_SEG_CACHE, 32},   {HAK_OPT_ACE_CACHE_CHUNKS, 16},  {HAK_OPT_CAP_MID, 4},
+    {HAK_OPT_CAP_LARGE, 8},         {HAK_OPT_BIGCACHE_MB, 256},      {HAK_OPT_WMAX_LARGE, 150},
+};
+
+/* Index of the environment entry e's variable in the table, or -1. */
+static int option_of(const char *e, const char **value) {
+    if (strncmp(e, "HAKMEM_", 7) != 0) return -1;
+    const char *eq = strchr(e, '=');
+    if (!eq) return -1;
+    size_t nlen = (size_t)(eq - e);
+    for (int i = 0; i < HAK_OPT_COUNT; i++) {
+        const char *name = options_table[i].name;
+        if (strlen(name) == nlen && strncmp(name, e, nlen) == 0) {
+            *value = eq + 1;
+            return i;
+        }
+    }
+    return -1;
+}
+
 void options_read_env(void) {
     if (HAK_BENCH_MINIMAL) return;
     char **env = environ;
     if (env == NULL) return;
-    for (; *env; env++) {
-        const char *e = *env;
-        if (strncmp(e, "HAKMEM_", 7) != 0) continue;
-        const char *eq = strchr(e, '=');
-        if (!eq) continue;
-        size_t nlen = (size_t)(eq - e);
-        for (int i = 0; i < HAK_OPT_COUNT; i++) {
-            const char *name = options_table[i].name;
-            if (strlen(name) == nlen && strncmp(name, e, nlen) == 0) {
-                set_option(i, eq + 1);
-                break;
-            }
+    const char *value;
+    for (char **e = env; *e; e++) {
+        if (option_of(*e, &value) != HAK_OPT_MODE) continue;
+        set_option(HAK_OPT_MODE, value);
+        const struct mode_setting *m = NULL;
+        size_t n = 0;
+        if (options_value[HAK_OPT_MODE] == HAK_MODE_MINIMAL) {
+            m = mode_minimal;
+            n = sizeof mode_minimal / sizeof mode_minimal[0];
+        } else if (options_value[HAK_OPT_MODE] == HAK_MODE_FAST) {
+            m = mode_fast;
+            n = sizeof mode_fast / sizeof mode_fast[0];
         }
+        for (size_t i = 0; i < n; i++) options_value[m[i].opt] = m[i].value;
+    }
+    for (char **e = env; *e; e++) {
+        int id = option_of(*e, &value);
+        if (id >= 0 && id != HAK_OPT_MODE) set_option(id, value);
+    }
+}
+
+void options_print_help(void) {
+    char line[512];
+    int n = snprintf(line, sizeof line, "hakmem: %-26s %-10s %-10s %-22s %s\n", "variable",
+                     "value", "default", "range", "what it does");
+    hak_log_raw(line, (size_t)n);
+    for (int i = 0; i < HAK_OPT_COUNT; i++) {
+        const struct hak_opt_desc *d = &options_table[i];
+        char val[64], def[64], range[64];
+        switch (d->type) {
+        case HAK_OPT_ENUM: {
+            /* the choice at an index of "a|b|c" */
+            const char *c = d->choices;
+            for (long long k = 0; k < options_value[i] && strchr(c, '|'); k++) c = strchr(c, '|') + 1;
+            size_t len = strchr(c, '|') ? (size_t)(strchr(c, '|') - c) : strlen(c);
+            snprintf(val, sizeof val, "%.*s", (int)len, c);
+            c = d->choices;
+            for (long long k = 0; k < d->def && strchr(c, '|'); k++) c = strchr(c, '|') + 1;
+            len = strchr(c, '|') ? (size_t)(strchr(c, '|') - c) : strlen(c);
+            snprintf(def, sizeof def, "%.*s", (int)len, c);
+            snprintf(range, sizeof range, "%s", d->choices);
+            break;
+        }
+        case HAK_OPT_FILE:
+            snprintf(val, sizeof val, "%s", options_string[i] ? options_string[i] : "(unset)");
+            snprintf(def, sizeof def, "(unset)");
+            snprintf(range, sizeof range, "a path");
+            break;
+        default:
+            snprintf(val, sizeof val, "%lld", options_value[i]);
+            snprintf(def, sizeof def, "%lld", d->def);
+            snprintf(range, sizeof range, "%lld .. %lld", d->type == HAK_OPT_BOOL ? 0 : d->min,
+                     d->type == HAK_OPT_BOOL ? 1 : d->max);
+        }
+        n = snprintf(line, sizeof line, "hakmem: %-26s %-10s %-10s %-22s %s\n", d->name, val,
+                     def, range, d->help);
+        if (n > (int)sizeof line - 1) n = (int)sizeof line - 1;
+        hak_log_raw(line, (size_t)n);
     }
 }

@@ -10,6 +10,8 @@
 #include "internal.h"
 
 enum hak_opt_id {
+    HAK_OPT_MODE,
+    HAK_OPT_HELP,
     HAK_OPT_STATS,
     HAK_OPT_ON_ERROR,
     HAK_OPT_VERBOSE,
@@ -36,7 +38,8 @@ enum hak_opt_type {
     HAK_OPT_FILE,   /* a file name; ignored when AT_SECURE */
 };
 
-/* Values of HAKMEM_ON_ERROR and HAKMEM_PURGE. */
+/* Values of HAKMEM_MODE, HAKMEM_ON_ERROR and HAKMEM_PURGE. */
+enum { HAK_MODE_BALANCED = 0, HAK_MODE_MINIMAL = 1, HAK_MODE_FAST = 2 };
 enum { HAK_ON_ERROR_ABORT = 0, HAK_ON_ERROR_WARN = 1 };
 enum { HAK_PURGE_DONTNEED = 0, HAK_PURGE_FREE = 1 };
 
@@ -60,8 +63,14 @@ static inline long long hak_opt(enum hak_opt_id id) {
 
 /* Sets every option to its default. Cannot fail, never allocates. */
 void options_defaults(void);
-/* Reads the environment (if the C library has set it up); malformed values
- * are reported once each and keep the default. */
+/* Reads the environment (if the C library has set it up): first
+ * HAKMEM_MODE, whose group of settings replaces the defaults, then every
+ * other variable, which wins over its mode. Malformed values are reported
+ * once each and keep the mode's value or the default. */
 void options_read_env(void);
+
+/* Prints every variable with its value, default, range and help
+ * (HAKMEM_HELP=1). */
+void options_print_help(void);
 
 #endif /* HAK_OPTIONS_H */
