@@ -19,8 +19,9 @@
  *  - `secs` is the wall time of the measured part (after argument parsing,
  *    before the final report).
  *
- * Everything here is `static inline` so that each program is one
- * translation unit and no helper is compiled twice or left unused.
+ * Each program is one .c file that includes this header; the helpers are
+ * `static inline` so that a program that does not use one gets no
+ * unused-function warning.
  */
 #ifndef BENCH_COMMON_H
 #define BENCH_COMMON_H
@@ -251,8 +252,9 @@ static inline void bench_report(uint64_t ops, double secs, uint64_t checksum)
 /* A volatile sink: storing each new block's address here makes it escape,
  * so the compiler can never drop a malloc/free pair (bench/meson.build also
  * passes -fno-builtin-malloc and friends). The address itself never enters
- * a checksum. */
-static void *volatile bench_sink;
+ * a checksum. Thread-local, so that threads do not share (and bounce) its
+ * cache line. */
+static _Thread_local void *volatile bench_sink;
 
 static inline void bench_escape(void *p)
 {

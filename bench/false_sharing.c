@@ -24,13 +24,14 @@ typedef struct worker {
 static uint64_t g_rounds, g_writes, g_size;
 static pthread_barrier_t g_start, g_done;
 
-/* Writes the block `g_writes` times, through a volatile pointer so that
- * every write reaches memory. Returns the final value. */
+/* Increments the block's word `g_writes` times through a volatile pointer,
+ * so that every write reaches memory (a short dependency chain: the cost of
+ * losing the cache line shows). Returns the final value. */
 static uint64_t hammer(volatile uint64_t *p, uint64_t seed)
 {
     *p = seed;
     for (uint64_t i = 0; i < g_writes; i++)
-        *p = *p * 3 + 1;
+        *p += 1;
     return *p;
 }
 
@@ -60,7 +61,7 @@ static void *run(void *arg)
 
 int main(int argc, char **argv)
 {
-    uint64_t threads = 2, rounds = 20, writes = 2000000, size = 16;
+    uint64_t threads = 2, rounds = 40, writes = 5000000, size = 16;
     bench_opt opts[] = {
         { "threads", BENCH_OPT_U64, &threads, "worker threads" },
         { "rounds", BENCH_OPT_U64, &rounds, "rounds per phase" },

@@ -41,7 +41,7 @@ static uint64_t check(const blk *b)
 
 int main(int argc, char **argv)
 {
-    uint64_t iters = 160, ws = 4, min = 5 << 20, max = 25 << 20, seed = 1;
+    uint64_t iters = 100, ws = 4, min = 5 << 20, max = 25 << 20, seed = 1;
     bench_opt opts[] = {
         { "iters", BENCH_OPT_U64, &iters, "replacements" },
         { "ws", BENCH_OPT_U64, &ws, "live blocks" },

@@ -25,9 +25,9 @@ typedef struct worker {
     block *slots;       /* the worker's live blocks */
     block *outbox;      /* blocks handed to the next worker this round */
     uint32_t *vacated;  /* slot indices emptied by the hand-off */
-    bench_rng rng;
+    uint64_t seed;
     unsigned id;
-    bench_thread_result res;
+    bench_thread_result res; /* written once, at the end */
 } worker;
 
 static uint64_t g_rounds, g_steps, g_slots, g_handoff, g_min, g_max;
@@ -35,44 +35,48 @@ static unsigned g_threads;
 static worker *g_workers;
 static pthread_barrier_t g_barrier;
 
-static void new_block(worker *w, block *b)
+static void new_block(bench_rng *rng, block *b)
 {
-    uint32_t n = (uint32_t)bench_rng_range(&w->rng, g_min, g_max);
+    uint32_t n = (uint32_t)bench_rng_range(rng, g_min, g_max);
     b->p = bench_malloc(n);
     b->size = n;
-    /* Tags are unique per worker and step; any scheme works as long as it
-     * is a function of the arguments. */
-    b->tag = bench_rng_next(&w->rng);
+    /* Any tag works as long as it is a function of the arguments. */
+    b->tag = bench_rng_next(rng);
     bench_touch(b->p, n, b->tag);
 }
 
-static void drop_block(worker *w, block *b)
+static uint64_t drop_block(block *b)
 {
-    w->res.checksum += bench_verify(b->p, b->size, b->tag);
+    uint64_t sum = bench_verify(b->p, b->size, b->tag);
     free(b->p);
+    return sum;
 }
 
 static void *run_worker(void *arg)
 {
     worker *w = arg;
     worker *prev = &g_workers[(w->id + g_threads - 1) % g_threads];
-    uint64_t ops = 0;
+    /* The PRNG and the sums live on this thread's stack: nothing the loop
+     * writes shares a cache line with another worker's. */
+    bench_rng rng;
+    bench_rng_seed(&rng, w->seed, w->id + 1);
+    uint64_t ops = 0, checksum = 0;
 
     for (uint64_t i = 0; i < g_slots; i++)
-        new_block(w, &w->slots[i]);
+        new_block(&rng, &w->slots[i]);
     ops += g_slots;
 
     for (uint64_t r = 0; r < g_rounds; r++) {
         for (uint64_t s = 0; s < g_steps; s++) {
-            block *b = &w->slots[bench_rng_below(&w->rng, g_slots)];
-            drop_block(w, b);
-            new_block(w, b);
+            block *b = &w->slots[bench_rng_below(&rng, g_slots)];
+            checksum += drop_block(b);
+            new_block(&rng, b);
         }
         ops += 2 * g_steps;
         /* Hand `handoff` distinct random slots to the next worker: a
          * partial Fisher-Yates pick over slot indices. */
         for (uint64_t h = 0; h < g_handoff; h++) {
-            uint32_t k = (uint32_t)(h + bench_rng_below(&w->rng, g_slots - h));
+            uint32_t k = (uint32_t)(h + bench_rng_below(&rng, g_slots - h));
             uint32_t tmp = w->vacated[h];
             w->vacated[h] = w->vacated[k];
             w->vacated[k] = tmp;
@@ -85,9 +89,10 @@ static void *run_worker(void *arg)
     }
 
     for (uint64_t i = 0; i < g_slots; i++)
-        drop_block(w, &w->slots[i]);
+        checksum += drop_block(&w->slots[i]);
     ops += g_slots;
     w->res.ops = ops;
+    w->res.checksum = checksum;
     return NULL;
 }
 
@@ -136,7 +141,7 @@ int main(int argc, char **argv)
             bench_oom(slots * sizeof *w->slots);
         for (uint64_t i = 0; i < slots; i++)
             w->vacated[i] = (uint32_t)i;
-        bench_rng_seed(&w->rng, seed, t + 1);
+        w->seed = seed;
     }
     pthread_barrier_init(&g_barrier, NULL, g_threads);
 

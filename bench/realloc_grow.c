@@ -1,21 +1,25 @@
 /* realloc_grow - realloc growth loop.
  *
  * One thread keeps `ws` growing buffers. Each step picks one at random and
- * grows it with realloc: usually by a few bytes (appending to a string),
- * sometimes by half its size (a vector doubling). It writes the new tail
- * and checks that the old tail survived the move. A buffer that reaches
- * `max` bytes is checked, freed and started again from nothing. The
- * buffers interleave, so a buffer cannot always grow in place; large ones
- * show whether realloc moves pages (mremap) or copies them. Models string
- * builders, vectors and read-a-file-into-a-growing-buffer loops.
+ * grows it with realloc by a small append (1..64 bytes) plus a random share
+ * of its size (`pct` percent on average), so small buffers grow like
+ * strings being appended to and large ones like vectors. It writes the new
+ * tail and checks that the old tail survived. A buffer that reaches its
+ * target size is checked, freed and started again; targets have a long
+ * tail: most stop within 4 KiB, some at up to 64 KiB, a few at up to `max`.
+ * The buffers interleave, so a buffer cannot always grow in place: the
+ * time shows whether realloc extends blocks in place, moves pages (mremap)
+ * or copies. Models string builders, vectors and read-a-file-into-a-growing-
+ * buffer loops.
  */
 #include "bench_common.h"
 
 typedef struct buf {
     unsigned char *p;
     uint64_t size;
-    uint64_t last;  /* value written in the last 8 bytes */
-    uint64_t first; /* value written in the first 8 bytes */
+    uint64_t target; /* the buffer restarts when it would grow past this */
+    uint64_t last;   /* value written in the last 8 bytes */
+    uint64_t first;  /* value written in the first 8 bytes */
 } buf;
 
 static uint64_t check_buf(const buf *b)
@@ -31,22 +35,35 @@ static uint64_t check_buf(const buf *b)
     return bench_mix(head) + bench_mix(tail ^ b->size);
 }
 
+static uint64_t pick_target(bench_rng *r, uint64_t max)
+{
+    uint64_t k = bench_rng_below(r, 100), t;
+    if (k < 80)
+        t = bench_rng_range(r, 256, 4096);
+    else if (k < 98)
+        t = bench_rng_range(r, 4097, 65536);
+    else
+        t = bench_rng_range64(r, 65537, max);
+    return t < max ? t : max;
+}
+
 int main(int argc, char **argv)
 {
-    uint64_t iters = 3000000, ws = 64, max = 4 << 20, bigpct = 2, seed = 1;
+    uint64_t iters = 1500000, ws = 64, max = 4 << 20, pct = 12, seed = 1;
     bench_opt opts[] = {
         { "iters", BENCH_OPT_U64, &iters, "realloc calls" },
         { "ws", BENCH_OPT_U64, &ws, "buffers growing at once" },
-        { "max", BENCH_OPT_U64, &max, "size at which a buffer restarts" },
-        { "big", BENCH_OPT_U64, &bigpct, "percent of steps that grow by half" },
+        { "max", BENCH_OPT_U64, &max, "largest target size in bytes" },
+        { "pct", BENCH_OPT_U64, &pct, "average growth, percent of size" },
         { "seed", BENCH_OPT_U64, &seed, "PRNG seed" },
     };
     bench_parse_args(argc, argv,
-                     "Realloc growth: interleaved buffers grown by small "
-                     "appends and occasional halvings up to --max.",
+                     "Realloc growth: interleaved buffers grown by appends "
+                     "and by a share of their size, restarted at a target "
+                     "size with a long tail.",
                      opts, BENCH_NOPTS(opts));
-    bench_require(ws >= 1 && max >= 64 && bigpct <= 100,
-                  "ws >= 1, max >= 64, big <= 100");
+    bench_require(ws >= 1 && max >= 65536 && pct <= 100,
+                  "ws >= 1, max >= 64K, pct <= 100");
 
     buf *set = calloc(ws, sizeof *set);
     if (set == NULL)
@@ -58,29 +75,28 @@ int main(int argc, char **argv)
     double t0 = bench_now();
     for (uint64_t i = 0; i < iters; i++) {
         buf *b = &set[bench_rng_below(&rng, ws)];
-        uint64_t grow = bench_rng_percent(&rng, (unsigned)bigpct)
-                            ? b->size / 2 + 16
-                            : bench_rng_range(&rng, 1, 48);
-        uint64_t n = b->size + grow;
-        if (b->p != NULL && n > max) {
+        uint64_t n = b->size + bench_rng_range(&rng, 1, 64) +
+                     b->size * bench_rng_below(&rng, 2 * pct + 1) / 100;
+        if (b->p != NULL && n > b->target) {
             checksum += check_buf(b);
             free(b->p);
             ops++;
             b->p = NULL;
             b->size = 0;
         }
-        if (b->p == NULL) /* a fresh buffer holds at least its two words */
+        if (b->p == NULL) { /* a fresh buffer holds at least its two words */
             n = bench_rng_range(&rng, 16, 64);
-        if (b->p != NULL)
+            b->target = pick_target(&rng, max);
+        } else {
             checksum += check_buf(b);
+        }
         b->p = bench_realloc(b->p, n);
         ops++;
         if (b->size == 0) {
             b->first = bench_rng_next(&rng);
             memcpy(b->p, &b->first, sizeof b->first);
-        }
-        /* Old tail still there after the move? Then append. */
-        if (b->size != 0) {
+        } else {
+            /* The old tail must have moved with the block. */
             uint64_t tail;
             memcpy(&tail, b->p + b->size - sizeof tail, sizeof tail);
             if (tail != b->last) {

@@ -65,7 +65,7 @@ static void *run(void *arg)
 
 int main(int argc, char **argv)
 {
-    uint64_t threads = 4, total = 20000, per = 200, leave = 10, seed = 1;
+    uint64_t threads = 4, total = 6000, per = 200, leave = 10, seed = 1;
     bench_opt opts[] = {
         { "threads", BENCH_OPT_U64, &threads, "threads alive at once" },
         { "iters", BENCH_OPT_U64, &total, "threads started in total" },
