@@ -125,6 +125,20 @@ void os_rss(uint64_t *current, uint64_t *peak) {
 
 int os_is_secure(void) { return getauxval(AT_SECURE) != 0; }
 
+uintptr_t os_random_word(void) {
+    static _Atomic uint64_t counter;
+    uint64_t seed = 0;
+    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM); /* 16 bytes */
+    if (r)
+        for (int i = 0; i < 8; i++) seed = seed << 8 | r[i];
+    seed ^= os_now_ns() ^ ((uint64_t)getpid() << 32);
+    /* splitmix64 of the seed and a call counter */
+    uint64_t x = seed + 0x9e3779b97f4a7c15u * (atomic_fetch_add_relaxed(&counter, 1) + 1);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return (uintptr_t)(x ^ (x >> 31));
+}
+
 /* ---- purge queue ------------------------------------------------------ */
 
 #define OS_MAX_PURGERS 8

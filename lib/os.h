@@ -57,6 +57,10 @@ int os_open_append(const char *path);
 /* Current and peak resident set size of the process, bytes. */
 void os_rss(uint64_t *current, uint64_t *peak);
 
+/* A random word from the kernel (AT_RANDOM), mixed so that each call gives
+ * another; never allocates, never blocks. */
+uintptr_t os_random_word(void);
+
 /* 1 when the process runs set-user-ID or with capabilities (AT_SECURE). */
 int os_is_secure(void);
 

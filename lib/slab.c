@@ -29,6 +29,8 @@ struct slab_heap slab_heap_dead = {.cur = SENTINEL_CUR, .kind = SLAB_HEAP_DEAD};
 
 void hak_thread_attach(void);
 
+uintptr_t slab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random key at init */
+
 /* A heap flushes its counters every this many slow paths (and at exit). */
 #define SLAB_STATS_FLUSH_EVERY 64
 
@@ -344,6 +346,7 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
 }
 
 void slab_lane_init(struct slab_lane *L) {
+    if (nlanes == 0) slab_free_key = os_random_word() | 1;
     pthread_mutex_init(&L->lock, NULL);
     pthread_mutex_init(&L->orphan_lock, NULL);
     meta_pool_init(&L->heaps, sizeof(struct slab_heap), L->id);
@@ -592,6 +595,11 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
         return;
     }
     uint8_t lane = s->lane->id;
+    if (*slab_mark_of(p) == slab_mark(p) || (sl->free == p && atomic_load_relaxed(&sl->owner) == me)) {
+        hak_report_misuse(call, p, "double free");
+        return;
+    }
+    *slab_mark_of(p) = slab_mark(p);
     if (atomic_load_relaxed(&sl->owner) != me) {
         unsigned cls = sl->cls; /* read before the push: the owner may reuse the slab */
         free_remote(sl, p);
@@ -607,7 +615,7 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
         }
         return;
     }
-    if (sl->free == p || sl->used == 0) {
+    if (sl->used == 0) {
         hak_report_misuse(call, p, "double free");
         return;
     }

@@ -184,6 +184,16 @@ void slab_fork_prepare(struct slab_lane *L);
 void slab_fork_parent(struct slab_lane *L);
 void slab_fork_child(struct slab_lane *L);
 
+/* ---- double-free marks --------------------------------------------------
+ * A freed block's second word holds slab_free_key ^ its address (every
+ * class is at least 16 bytes); handing the block out clears it. A free that
+ * finds the mark is a double free. The key is random per process, so no
+ * program data meets it by accident. */
+extern uintptr_t slab_free_key;
+
+static inline uintptr_t *slab_mark_of(void *p) { return (uintptr_t *)p + 1; }
+static inline uintptr_t slab_mark(const void *p) { return slab_free_key ^ (uintptr_t)p; }
+
 /* ---- fast paths (inlined by the lanes' <lane>_fast.h) ------------------ */
 
 /* Pops a block of class cls from the heap's current slab; NULL when the
@@ -193,6 +203,7 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
     void *p = sl->free;
     if (HAK_LIKELY(p != NULL)) {
         sl->free = *(void **)p;
+        *slab_mark_of(p) = 0;
         sl->used++;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
     }
@@ -201,17 +212,20 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
 
 /* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes.
  * The fast case: p starts a block handed out from a slab of heap h that
- * keeps other blocks out and has free ones; everything else (and every
- * misuse) goes to slab_free_slow, which checks it all again. */
+ * keeps other blocks out and has free ones, and p carries no double-free
+ * mark; everything else (and every misuse) goes to slab_free_slow, which
+ * checks it all again. */
 static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
                                              struct slab_heap *h, hak_call_t call) {
     struct slab *sl = slab_of(p, seg, slab_shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
     uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
     void *head = sl->free;
+    uintptr_t mark = slab_mark(p);
     if (HAK_LIKELY(idx * sl->block_size == off && off < sl->carved &&
-                   atomic_load_relaxed(&sl->owner) == h && head != NULL && head != p &&
-                   sl->used > 1)) {
+                   atomic_load_relaxed(&sl->owner) == h && head != NULL &&
+                   *slab_mark_of(p) != mark && sl->used > 1)) {
+        *slab_mark_of(p) = mark;
         *(void **)p = head;
         sl->free = p;
         sl->used--;

@@ -1,12 +1,13 @@
 /*
  * tiny.h: the tiny lane, blocks of 1 B .. 1 KiB (HAK_TINY_MAX), built on
- * the slab engine (lib/slab.h): 64 KiB slabs in 2 MiB SuperSlabs, 21 size
+ * the slab engine (lib/slab.h): 64 KiB slabs in 2 MiB SuperSlabs, 20 size
  * classes, a heap per thread.
  *
- * Classes: 8, 16, then steps of 16 to 128, then four per doubling (160,
- * 192, 224, 256, 320, ...), so a request of n bytes gets a block of at most
- * max(round_up(n, 16), 1.25 n) bytes (DESIGN.md section 2). Every class but 8
- * is a multiple of 16, so blocks of 16 bytes or more are 16-aligned.
+ * Classes: steps of 16 to 128, then four per doubling (160, 192, 224, 256,
+ * 320, ...), so a request of n bytes gets a block of at most
+ * max(round_up(n, 16), 1.25 n) bytes (DESIGN.md section 2). Every class is a
+ * multiple of 16: every block is 16-aligned and has room for the free
+ * list's link and the engine's double-free mark (slab.h).
  */
 #ifndef HAK_TINY_H
 #define HAK_TINY_H
@@ -15,7 +16,7 @@
 #include "slab.h"
 
 #define TINY_SLAB_SHIFT 16
-#define TINY_CLASSES 21
+#define TINY_CLASSES 20
 _Static_assert(TINY_CLASSES <= SLAB_MAX_CLASSES, "the engine holds every class");
 
 /* Class of each size: tiny_class_of[(size + 7) >> 3], size 0 .. HAK_TINY_MAX. */
