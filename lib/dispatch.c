@@ -172,10 +172,12 @@ HAK_DESTRUCTOR static void hak_destructor(void) {
 }
 
 size_t hak_release_caches(void) {
-    size_t bytes = os_purge_all();
+    size_t bytes = 0;
     for (int id = 1; id < HAK_LANE_COUNT; id++)
         if (lanes_built[id] && lanes_built[id]->trim) bytes += lanes_built[id]->trim();
-    return bytes;
+    /* after the lanes' trims: what they release (ACE's cached blocks freed
+     * into page runs) is dirty memory with a purge scheduled */
+    return bytes + os_purge_all();
 }
 
 /* ---- allocation ------------------------------------------------------- */
@@ -475,6 +477,7 @@ HAK_EXPORT void hak_stats_print(void) {
 
 /* ---- glibc's introspection calls -------------------------------------- */
 
+#if HAK_INTERPOSE
 static struct mallinfo2 info2(void) {
     struct hak_stats st;
     memset(&st, 0, sizeof st);
@@ -492,7 +495,6 @@ static struct mallinfo2 info2(void) {
     return mi;
 }
 
-#if HAK_INTERPOSE
 
 #define ALIAS_OF(target) HAK_ALIAS(target)
 

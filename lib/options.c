@@ -211,6 +211,13 @@ void options_read_env(void) {
     char **env = environ;
     if (env == NULL) return;
     const char *value;
+    /* First where and whether messages go, so that a bad variable anywhere
+     * in the environment (HAKMEM_MODE included) is reported by their rules. */
+    for (char **e = env; *e; e++) {
+        int id = option_of(*e, &value);
+        if (id >= 0 && (options_table[id].type == HAK_OPT_FILE || id == HAK_OPT_QUIET))
+            set_option(id, value);
+    }
     for (char **e = env; *e; e++) {
         if (option_of(*e, &value) != HAK_OPT_MODE) continue;
         set_option(HAK_OPT_MODE, value);
@@ -227,7 +234,9 @@ void options_read_env(void) {
     }
     for (char **e = env; *e; e++) {
         int id = option_of(*e, &value);
-        if (id >= 0 && id != HAK_OPT_MODE) set_option(id, value);
+        if (id >= 0 && id != HAK_OPT_MODE && options_table[id].type != HAK_OPT_FILE &&
+            id != HAK_OPT_QUIET)
+            set_option(id, value);
     }
 }
 

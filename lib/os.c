@@ -256,7 +256,7 @@ static HAK_NOINLINE HAK_COLD void purger_start(void) {
 void os_purge_tick(void) {
     uint64_t due = atomic_load_relaxed(&purge_next_due);
     if (HAK_LIKELY(due == UINT64_MAX)) return;
-    if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_PURGE_THREAD) &&
+    if (hak_opt(HAK_OPT_PURGE_THREAD) && /* its default in -Dbench_minimal */
         atomic_load_relaxed(&purger_state) == 0)
         purger_start();
     if (os_now_ns() >= due) purge_run(false);
