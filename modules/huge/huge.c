@@ -168,7 +168,8 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
 }
 
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
-    struct huge_own *c = bigcache_take(size, align);
+    /* calloc wants memory that reads as zero without writing it: fresh */
+    struct huge_own *c = zeroed ? NULL : bigcache_take(size, align);
     if (c) {
         c->cached = 0;
         c->user_off = own_offset(align);

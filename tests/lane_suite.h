@@ -1,0 +1,425 @@
+/*
+ * lane_suite.h: behaviour checks for a lane built on the slab engine (tiny,
+ * pool), parametrised by the lane's id, size range and slab size, so that
+ * test_tiny.c and test_pool.c run the same checks on their own lanes.
+ * Every check skips itself when the lane is not compiled in.
+ */
+#ifndef HAK_TEST_LANE_SUITE_H
+#define HAK_TEST_LANE_SUITE_H
+
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "hakmem.h"
+#include "test_util.h"
+
+struct lane_desc {
+    int id;            /* HAK_LANE_* */
+    size_t lo, hi;     /* sizes served: (lo, hi] */
+    size_t slab_size;  /* bytes of one slab */
+};
+
+static inline void require_lane(const struct lane_desc *d) {
+    if (!hak_lane_enabled(d->id)) cr_skip_test("the %s lane is not built", hak_lane_name(d->id));
+}
+
+/* The class of the lane that serves size n (its block size). */
+static inline size_t class_for(const struct lane_desc *d, size_t n, unsigned *cls_out) {
+    struct hak_class_stats cs;
+    if (cls_out) *cls_out = 0;
+    for (unsigned k = 0; hak_class_stats_get(d->id, k, &cs) == 0; k++) {
+        if (cs.block_size >= n) {
+            if (cls_out) *cls_out = k;
+            return cs.block_size;
+        }
+    }
+    return 0;
+}
+
+static inline struct hak_class_stats class_stats(const struct lane_desc *d, unsigned cls) {
+    struct hak_class_stats cs;
+    memset(&cs, 0, sizeof cs);
+    cr_assert_eq(hak_class_stats_get(d->id, cls, &cs), 0);
+    return cs;
+}
+
+/* Every size of the range: served by the lane, waste within
+ * max(round_up(n, 16), 1.25 n), aligned to 16 (or to the largest power of
+ * two dividing n below 16), the whole usable size writable. */
+static inline void check_class_map(const struct lane_desc *d) {
+    require_lane(d);
+    for (size_t n = d->lo + 1; n <= d->hi; n++) {
+        unsigned char *p = hak_malloc(n);
+        cr_assert_not_null(p, "malloc(%zu)", n);
+        cr_assert_eq(hak_lane_of(p), d->id, "malloc(%zu) served by lane %d", n, hak_lane_of(p));
+        size_t u = hak_usable_size(p);
+        size_t r16 = (n + 15) & ~(size_t)15;
+        cr_assert(u >= n && (u <= r16 || u * 4 <= n * 5), "size %zu got %zu bytes", n, u);
+        size_t a = n >= 16 ? 16 : low_pow2(n);
+        cr_assert(is_aligned(p, a), "malloc(%zu) = %p not %zu-aligned", n, (void *)p, a);
+        p[0] = 1;
+        p[u - 1] = 2;
+        hak_free(p);
+    }
+    /* malloc(0) is a unique block of the smallest class when the lane
+     * starts at 0 */
+    if (d->lo == 0) {
+        void *a = hak_malloc(0), *b = hak_malloc(0);
+        cr_assert(a && b && a != b);
+        cr_assert_eq(hak_lane_of(a), d->id);
+        hak_free(a);
+        hak_free(b);
+    }
+}
+
+/* Aligned requests come from the lane exactly when it has a class whose
+ * block size is a multiple of the alignment; the pointer is aligned. */
+static inline void check_aligned(const struct lane_desc *d) {
+    require_lane(d);
+    static const size_t sizes[] = {1, 8, 16, 24, 100, 500, 1000, 1024, 1025, 2000, 4096, 5000,
+                                   8192, 10000, 32768};
+    for (size_t a = 16; a <= 64 * KiB; a *= 2) {
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            size_t n = sizes[i];
+            if (n > d->hi) continue;
+            void *p = NULL;
+            cr_assert_eq(hak_posix_memalign(&p, a, n), 0);
+            cr_assert(is_aligned(p, a), "posix_memalign(%zu, %zu) = %p", a, n, p);
+            bool natural = false;
+            struct hak_class_stats cs;
+            for (unsigned k = 0; hak_class_stats_get(d->id, k, &cs) == 0; k++)
+                if (cs.block_size >= n && cs.block_size % a == 0) natural = true;
+            /* requests below the lane's range may be served lower down */
+            if (n > d->lo) {
+                if (natural)
+                    cr_assert_eq(hak_lane_of(p), d->id, "align %zu size %zu", a, n);
+                else
+                    cr_assert_gt(hak_lane_of(p), d->id, "align %zu size %zu", a, n);
+            }
+            memset(p, 0x5a, n);
+            hak_free(p);
+        }
+    }
+}
+
+/* Filling several slabs of one class takes slabs; freeing every block
+ * gives them back. */
+static inline void check_fill_and_drain(const struct lane_desc *d, size_t size) {
+    require_lane(d);
+    unsigned cls;
+    size_t bs = class_for(d, size, &cls);
+    size_t per_slab = d->slab_size / bs;
+    size_t n = per_slab * 5 + 3;
+    int64_t before = class_stats(d, cls).slabs;
+    void **v = hak_malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = hak_malloc(size);
+        cr_assert_not_null(v[i]);
+        memset(v[i], (int)i, size);
+    }
+    int64_t full = class_stats(d, cls).slabs;
+    cr_assert_geq(full - before, 5, "slabs %lld -> %lld", (long long)before, (long long)full);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char *b = v[i];
+        cr_assert(b[0] == (unsigned char)i && b[size - 1] == (unsigned char)i, "block %zu", i);
+        hak_free(v[i]);
+    }
+    hak_free(v);
+    int64_t after = class_stats(d, cls).slabs;
+    /* the heap keeps its current slab, and the pool lane cap_mid empty ones */
+    struct hak_policy pol = {.size = sizeof pol};
+    hak_policy_get(&pol);
+    int64_t kept = 1 + (d->id == HAK_LANE_POOL ? (int64_t)pol.cap_mid[cls] : 0);
+    cr_assert_leq(after, before + kept, "slabs %lld after draining (%lld before)", (long long)after,
+                  (long long)before);
+}
+
+/* ---- remote frees ------------------------------------------------------ */
+
+struct remote_ctx {
+    const struct lane_desc *d;
+    size_t size, n;
+    void **blocks;
+    pthread_barrier_t bar;
+    size_t reused;      /* second-round blocks that were first-round blocks */
+    size_t fresh_slabs; /* second-round slabs not seen in the first round */
+};
+
+static inline int addr_cmp(const void *a, const void *b) {
+    uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static inline void *remote_owner(void *arg) {
+    struct remote_ctx *c = arg;
+    for (size_t i = 0; i < c->n; i++) c->blocks[i] = hak_malloc(c->size);
+    uintptr_t *first = malloc(c->n * sizeof *first);
+    for (size_t i = 0; i < c->n; i++) first[i] = (uintptr_t)c->blocks[i];
+    qsort(first, c->n, sizeof *first, addr_cmp);
+    pthread_barrier_wait(&c->bar); /* the other thread frees them all */
+    pthread_barrier_wait(&c->bar);
+    for (size_t i = 0; i < c->n; i++) {
+        void *p = hak_malloc(c->size);
+        uintptr_t key = (uintptr_t)p;
+        if (bsearch(&key, first, c->n, sizeof *first, addr_cmp)) c->reused++;
+        c->blocks[i] = p;
+    }
+    for (size_t i = 0; i < c->n; i++) hak_free(c->blocks[i]);
+    free(first);
+    return NULL;
+}
+
+/* Blocks freed by another thread go back to their owner, who allocates
+ * them again (a full slab is found again through the notify list). */
+static inline void check_remote_free(const struct lane_desc *d, size_t size) {
+    require_lane(d);
+    unsigned cls;
+    size_t bs = class_for(d, size, &cls);
+    struct remote_ctx c = {.d = d, .size = size, .n = d->slab_size / bs * 3};
+    c.blocks = malloc(c.n * sizeof *c.blocks);
+    pthread_barrier_init(&c.bar, NULL, 2);
+    uint64_t remote_before = class_stats(d, cls).remote_frees;
+    pthread_t t;
+    pthread_create(&t, NULL, remote_owner, &c);
+    pthread_barrier_wait(&c.bar);
+    for (size_t i = 0; i < c.n; i++) hak_free(c.blocks[i]); /* remote frees */
+    pthread_barrier_wait(&c.bar);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&c.bar);
+    uint64_t remote_after = class_stats(d, cls).remote_frees;
+    cr_assert_geq(remote_after - remote_before, c.n, "remote frees counted: %llu",
+                  (unsigned long long)(remote_after - remote_before));
+    /* every block came home: the owner's second round reuses them */
+    cr_assert_geq(c.reused * 10, c.n * 9, "only %zu of %zu blocks reused", c.reused, c.n);
+    free(c.blocks);
+}
+
+/* ---- abandonment and adoption -------------------------------------------- */
+
+struct abandon_ctx {
+    size_t size, n;
+    void **blocks;
+};
+
+static inline void *abandoner(void *arg) {
+    struct abandon_ctx *c = arg;
+    for (size_t i = 0; i < c->n; i++) c->blocks[i] = hak_malloc(c->size);
+    return NULL; /* exits with every block live: its segments are abandoned */
+}
+
+static inline void *adopter(void *arg) {
+    struct abandon_ctx *c = arg;
+    /* allocates as many blocks again: with half of the abandoned blocks
+     * freed, an adopted segment serves some of them */
+    for (size_t i = 0; i < c->n; i++) c->blocks[i] = hak_malloc(c->size);
+    return NULL;
+}
+
+static inline bool same_segment_as_any(const void *p, void *const *set, size_t n) {
+    uintptr_t seg = (uintptr_t)p & ~(HAK_CHUNK_SIZE - 1);
+    for (size_t i = 0; i < n; i++)
+        if (((uintptr_t)set[i] & ~(HAK_CHUNK_SIZE - 1)) == seg) return true;
+    return false;
+}
+
+static inline void check_abandon_adopt(const struct lane_desc *d, size_t size) {
+    require_lane(d);
+    unsigned cls;
+    size_t bs = class_for(d, size, &cls);
+    struct abandon_ctx a = {.size = size, .n = d->slab_size / bs * 4};
+    a.blocks = malloc(a.n * sizeof *a.blocks);
+    int64_t slabs_before = class_stats(d, cls).slabs; /* this thread's own */
+    pthread_t t;
+    pthread_create(&t, NULL, abandoner, &a);
+    pthread_join(t, NULL);
+    for (size_t i = 0; i < a.n; i += 2) { /* free half, from this thread */
+        hak_free(a.blocks[i]);
+        a.blocks[i] = NULL;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < a.n; i++)
+        if (a.blocks[i]) a.blocks[kept++] = a.blocks[i];
+
+    struct abandon_ctx b = {.size = size, .n = a.n};
+    b.blocks = malloc(b.n * sizeof *b.blocks);
+    pthread_create(&t, NULL, adopter, &b);
+    pthread_join(t, NULL);
+    size_t adopted = 0;
+    for (size_t i = 0; i < b.n; i++)
+        if (same_segment_as_any(b.blocks[i], a.blocks, kept)) adopted++;
+    cr_assert_gt(adopted, 0, "no block came from an abandoned segment");
+    for (size_t i = 0; i < b.n; i++) hak_free(b.blocks[i]);
+    for (size_t i = 0; i < kept; i++) hak_free(a.blocks[i]);
+    free(a.blocks);
+    free(b.blocks);
+    /* everything freed: trimming unmaps the abandoned segments */
+    hak_trim(0);
+    int64_t slabs_after = class_stats(d, cls).slabs;
+    cr_assert_leq(slabs_after, slabs_before, "slabs of the class: %lld before, %lld after",
+                  (long long)slabs_before, (long long)slabs_after);
+}
+
+/* ---- growth, memory return --------------------------------------------- */
+
+/* More segments than any fixed pool would hold. */
+static inline void check_growth(const struct lane_desc *d, size_t size, size_t total) {
+    require_lane(d);
+    size_t n = total / size;
+    void **v = hak_malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = hak_malloc(size);
+        cr_assert_not_null(v[i], "block %zu of %zu", i, n);
+        *(size_t *)v[i] = i;
+    }
+    struct hak_stats st = {.size = sizeof st};
+    hak_stats_get(&st);
+    cr_assert_geq(st.lane[d->id].os_mapped, total, "mapped %llu",
+                  (unsigned long long)st.lane[d->id].os_mapped);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(*(size_t *)v[i], i);
+        hak_free(v[i]);
+    }
+    hak_free(v);
+}
+
+/* An array of n pointers outside hakmem, touched now so that it does not
+ * count in what the burst adds to RSS. */
+static inline void **mmap_array(size_t n) {
+    void **v = mmap(NULL, n * sizeof *v, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    cr_assert_neq(v, MAP_FAILED);
+    memset(v, 0, n * sizeof *v);
+    return v;
+}
+
+static inline void munmap_array(void **v, size_t n) { munmap(v, n * sizeof *v); }
+
+/* A burst freed: RSS comes back down without malloc_trim, while the
+ * program only makes an occasional small allocation. */
+static inline void check_burst_returns_memory(const struct lane_desc *d, size_t total) {
+    require_lane(d);
+    size_t n = total / ((d->lo + 1 + d->hi) / 2);
+    void **v = mmap_array(n);
+    size_t before = rss_bytes();
+    struct rng r = rng_seed(7);
+    for (size_t i = 0; i < n; i++) {
+        size_t s = rng_range(&r, d->lo + 1, d->hi);
+        v[i] = hak_malloc(s);
+        cr_assert_not_null(v[i]);
+        memset(v[i], 1, s);
+    }
+    size_t peak = rss_bytes();
+    for (size_t i = 0; i < n; i++) hak_free(v[i]);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 60; i++) { /* 600 ms of occasional calls */
+        void *p = hak_malloc(d->lo + 1);
+        hak_free(p);
+        nanosleep(&ts, NULL);
+    }
+    size_t after = rss_bytes();
+    munmap_array(v, n);
+    cr_assert(after <= before || (after - before) * 10 <= peak - before,
+              "rss before %zu KiB, peak %zu KiB, after %zu KiB", before >> 10, peak >> 10,
+              after >> 10);
+}
+
+/* ---- misuse, in a child process ----------------------------------------- */
+
+/* Runs fn in a child with stderr captured; returns its stderr (static
+ * buffer) and whether it died of SIGABRT. */
+static inline const char *run_child(void (*fn)(void *), void *arg, bool *aborted) {
+    static char out[1024];
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t len = 0;
+    ssize_t k;
+    while (len < sizeof out - 1 && (k = read(fds[0], out + len, sizeof out - 1 - len)) > 0)
+        len += (size_t)k;
+    out[len] = 0;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    *aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+    return out;
+}
+
+static inline void misuse_double_free(void *arg) {
+    size_t size = *(size_t *)arg;
+    void *p = hak_malloc(size);
+    void *keep = hak_malloc(size); /* the slab keeps a live block */
+    hak_free(p);
+    hak_free(p);
+    hak_free(keep);
+}
+
+/* A double free with other frees in between (the block is not the head of
+ * any list any more). */
+static inline void misuse_double_free_later(void *arg) {
+    size_t size = *(size_t *)arg;
+    void *a = hak_malloc(size), *b = hak_malloc(size), *c = hak_malloc(size);
+    void *keep = hak_malloc(size);
+    hak_free(a);
+    hak_free(b);
+    hak_free(c);
+    hak_free(a);
+    hak_free(keep);
+}
+
+static inline void *free_once(void *p) {
+    hak_free(p);
+    return NULL;
+}
+
+/* A block freed by another thread, then freed again here. */
+static inline void misuse_double_free_remote(void *arg) {
+    size_t size = *(size_t *)arg;
+    void *a = hak_malloc(size), *keep = hak_malloc(size);
+    pthread_t t;
+    pthread_create(&t, NULL, free_once, a);
+    pthread_join(t, NULL);
+    hak_free(a);
+    hak_free(keep);
+}
+
+static inline void misuse_interior(void *arg) {
+    size_t size = *(size_t *)arg;
+    char *p = hak_malloc(size);
+    hak_free(p + 8);
+}
+
+static inline void check_misuse(const struct lane_desc *d, size_t size) {
+    require_lane(d);
+    bool aborted;
+    const char *err = run_child(misuse_double_free, &size, &aborted);
+    cr_assert(aborted, "double free did not abort; stderr: %s", err);
+    cr_assert(strstr(err, "hakmem: free(): double free") != NULL, "stderr: %s", err);
+    err = run_child(misuse_double_free_later, &size, &aborted);
+    cr_assert(aborted, "later double free did not abort; stderr: %s", err);
+    cr_assert(strstr(err, "hakmem: free(): double free") != NULL, "stderr: %s", err);
+    err = run_child(misuse_double_free_remote, &size, &aborted);
+    cr_assert(aborted, "double free after a remote free did not abort; stderr: %s", err);
+    cr_assert(strstr(err, "hakmem: free(): double free") != NULL, "stderr: %s", err);
+    err = run_child(misuse_interior, &size, &aborted);
+    cr_assert(aborted, "interior free did not abort; stderr: %s", err);
+    cr_assert(strstr(err, "hakmem: free(): invalid pointer") != NULL, "stderr: %s", err);
+}
+
+#endif /* HAK_TEST_LANE_SUITE_H */
