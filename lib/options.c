@@ -240,6 +240,14 @@ void options_read_env(void) {
     }
 }
 
+/* Writes the choice at index idx of "a|b|c" into out. */
+static void choice_name(const char *choices, long long idx, char *out, size_t cap) {
+    const char *c = choices;
+    for (long long k = 0; k < idx && strchr(c, '|'); k++) c = strchr(c, '|') + 1;
+    size_t len = strchr(c, '|') ? (size_t)(strchr(c, '|') - c) : strlen(c);
+    snprintf(out, cap, "%.*s", (int)len, c);
+}
+
 void options_print_help(void) {
     char line[512];
     int n = snprintf(line, sizeof line, "hakmem: %-26s %-10s %-10s %-22s %s\n", "variable",
@@ -249,19 +257,11 @@ void options_print_help(void) {
         const struct hak_opt_desc *d = &options_table[i];
         char val[64], def[64], range[64];
         switch (d->type) {
-        case HAK_OPT_ENUM: {
-            /* the choice at an index of "a|b|c" */
-            const char *c = d->choices;
-            for (long long k = 0; k < options_value[i] && strchr(c, '|'); k++) c = strchr(c, '|') + 1;
-            size_t len = strchr(c, '|') ? (size_t)(strchr(c, '|') - c) : strlen(c);
-            snprintf(val, sizeof val, "%.*s", (int)len, c);
-            c = d->choices;
-            for (long long k = 0; k < d->def && strchr(c, '|'); k++) c = strchr(c, '|') + 1;
-            len = strchr(c, '|') ? (size_t)(strchr(c, '|') - c) : strlen(c);
-            snprintf(def, sizeof def, "%.*s", (int)len, c);
+        case HAK_OPT_ENUM:
+            choice_name(d->choices, options_value[i], val, sizeof val);
+            choice_name(d->choices, d->def, def, sizeof def);
             snprintf(range, sizeof range, "%s", d->choices);
             break;
-        }
         case HAK_OPT_FILE:
             snprintf(val, sizeof val, "%s", options_string[i] ? options_string[i] : "(unset)");
             snprintf(def, sizeof def, "(unset)");

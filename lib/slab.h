@@ -184,6 +184,17 @@ void slab_fork_prepare(struct slab_lane *L);
 void slab_fork_parent(struct slab_lane *L);
 void slab_fork_child(struct slab_lane *L);
 
+/* Defines the lane-contract functions that a lane on the engine forwards
+ * unchanged: <name>_thread_exit, _trim, _fork_prepare, _fork_parent,
+ * _fork_child and _flush_stats, for the engine lane L and TLS pointer tls. */
+#define SLAB_LANE_FORWARDERS(name, L, tls)                                      \
+    static void name##_thread_exit(void) { slab_thread_exit(&(L), &(tls)); }   \
+    static size_t name##_trim(void) { return slab_trim(&(L)); }                \
+    static void name##_fork_prepare(void) { slab_fork_prepare(&(L)); }         \
+    static void name##_fork_parent(void) { slab_fork_parent(&(L)); }           \
+    static void name##_fork_child(void) { slab_fork_child(&(L)); }             \
+    static void name##_flush_stats(void) { slab_flush_stats(&(L), (tls)); }
+
 /* ---- double-free marks --------------------------------------------------
  * A freed block's second word holds slab_free_key ^ its address (every
  * class is at least 16 bytes); handing the block out clears it. A free that

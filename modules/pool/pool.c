@@ -64,12 +64,7 @@ static void *pool_resize(void *p, uintptr_t seg, size_t new_size) {
     return new_size > HAK_TINY_MAX && pool_class_of[(new_size - 1) >> 8] == sl->cls ? p : NULL;
 }
 
-static void pool_thread_exit(void) { slab_thread_exit(&pool_slabs, &pool_tls_heap); }
-static size_t pool_trim(void) { return slab_trim(&pool_slabs); }
-static void pool_fork_prepare(void) { slab_fork_prepare(&pool_slabs); }
-static void pool_fork_parent(void) { slab_fork_parent(&pool_slabs); }
-static void pool_fork_child(void) { slab_fork_child(&pool_slabs); }
-static void pool_flush_stats(void) { slab_flush_stats(&pool_slabs, pool_tls_heap); }
+SLAB_LANE_FORWARDERS(pool, pool_slabs, pool_tls_heap)
 
 const struct hak_lane pool_lane = {
     .name = "pool",

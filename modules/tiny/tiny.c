@@ -62,12 +62,7 @@ static void *tiny_resize(void *p, uintptr_t seg, size_t new_size) {
     return tiny_class_of[(new_size + 7) >> 3] == sl->cls ? p : NULL;
 }
 
-static void tiny_thread_exit(void) { slab_thread_exit(&tiny_slabs, &tiny_tls_heap); }
-static size_t tiny_trim(void) { return slab_trim(&tiny_slabs); }
-static void tiny_fork_prepare(void) { slab_fork_prepare(&tiny_slabs); }
-static void tiny_fork_parent(void) { slab_fork_parent(&tiny_slabs); }
-static void tiny_fork_child(void) { slab_fork_child(&tiny_slabs); }
-static void tiny_flush_stats(void) { slab_flush_stats(&tiny_slabs, tiny_tls_heap); }
+SLAB_LANE_FORWARDERS(tiny, tiny_slabs, tiny_tls_heap)
 
 const struct hak_lane tiny_lane = {
     .name = "tiny",
