@@ -60,6 +60,7 @@ static uint8_t lane_of_size[SIZE_BUCKETS];
 
 _Atomic int hak_init_state;
 static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 
 static inline const struct hak_lane *lane_for_size(size_t size) {
     if (size > HAK_ACE_MAX) return &huge_lane;
@@ -95,6 +96,8 @@ static void flush_my_stats(void) {
     for (int id = 1; id < HAK_LANE_COUNT; id++)
         if (lanes_built[id] && lanes_built[id]->flush_stats) lanes_built[id]->flush_stats();
 }
+
+static void make_thread_key(void) { pthread_key_create(&thread_key, thread_exit); }
 
 /* Phase 1: everything an allocation needs, without allocating. */
 static int init_core(void) {
@@ -135,7 +138,7 @@ bool hak_init_slow(void) {
         }
         atomic_store_release(&hak_init_state, HAK_INIT_READY);
         /* Phase 2: these may allocate, which now works. */
-        pthread_key_create(&thread_key, thread_exit);
+        pthread_once(&thread_key_once, make_thread_key);
         pthread_atfork(fork_prepare, fork_parent, fork_child);
         hak_verbose("initialised: page size %zu, lanes:%s%s%s huge", os_page_size,
                     lanes_built[HAK_LANE_TINY] ? " tiny" : "",
@@ -152,7 +155,11 @@ bool hak_init_slow(void) {
 /* Called by a lane the first time a thread gets per-thread state, so that
  * the lane's thread_exit runs when the thread ends. */
 void hak_thread_attach(void);
-void hak_thread_attach(void) { pthread_setspecific(thread_key, (void *)1); }
+void hak_thread_attach(void) {
+    /* once, even for a thread that races the initialising one past READY */
+    pthread_once(&thread_key_once, make_thread_key);
+    pthread_setspecific(thread_key, (void *)1);
+}
 
 /* The environment is complete by now: read the options again. */
 HAK_CONSTRUCTOR static void hak_constructor(void) {
@@ -236,6 +243,10 @@ HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size) {
  * size's own lane upwards, that has a naturally aligned block serves it;
  * huge serves every alignment. */
 static void *alloc_aligned_generic(size_t align, size_t size) {
+    if (size > HAK_MAX_REQUEST) { /* before any rounding can wrap around */
+        errno = ENOMEM;
+        return NULL;
+    }
     if (align <= HAK_MIN_ALIGN) {
         /* malloc aligns to 16 from 16 bytes, and to the largest power of two
          * dividing the size below that */

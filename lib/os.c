@@ -156,9 +156,10 @@ void os_purge_register(os_purger_fn fn) {
 
 void os_purge_schedule(uint64_t due_ns) {
     uint64_t cur = atomic_load_relaxed(&purge_next_due);
+    /* seq_cst, paired with the purger's last look before it ends */
     while (due_ns < cur &&
            !atomic_compare_exchange_weak_explicit(&purge_next_due, &cur, due_ns,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
+                                                  memory_order_seq_cst, memory_order_relaxed)) {
     }
 }
 
@@ -212,10 +213,15 @@ static void *purger_main(void *arg) {
         uint64_t due = atomic_load_relaxed(&purge_next_due);
         if (due == UINT64_MAX) {
             if (now - idle_since >= PURGER_IDLE_NS) {
-                atomic_store_release(&purger_state, 0);
-                /* a purge scheduled after the check above is caught by the
-                 * next os_purge_tick, which starts a new purger */
-                return NULL;
+                atomic_store_explicit(&purger_state, 0, memory_order_seq_cst);
+                /* A purge scheduled just before the store above saw this
+                 * purger still running and started none: look again. */
+                if (atomic_load_explicit(&purge_next_due, memory_order_seq_cst) == UINT64_MAX)
+                    return NULL;
+                int expected = 0;
+                if (!atomic_compare_exchange_strong(&purger_state, &expected, 1)) return NULL;
+                idle_since = now;
+                continue;
             }
             due = now + PURGER_IDLE_NS / 4;
         } else {
@@ -257,7 +263,7 @@ void os_purge_tick(void) {
     uint64_t due = atomic_load_relaxed(&purge_next_due);
     if (HAK_LIKELY(due == UINT64_MAX)) return;
     if (hak_opt(HAK_OPT_PURGE_THREAD) && /* its default in -Dbench_minimal */
-        atomic_load_relaxed(&purger_state) == 0)
+        atomic_load_explicit(&purger_state, memory_order_seq_cst) == 0)
         purger_start();
     if (os_now_ns() >= due) purge_run(false);
 }
@@ -273,4 +279,6 @@ uint64_t os_purge_pending(void) {
 void os_fork_child(void) {
     atomic_store_relaxed(&purge_running, 0);
     atomic_store_relaxed(&purger_state, 0); /* the parent's purger is not here */
+    /* a purge run the fork interrupted had taken the schedule: rescan */
+    atomic_store_relaxed(&purge_next_due, 0);
 }

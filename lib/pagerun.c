@@ -146,6 +146,7 @@ static void *take_run(struct pagerun_arena *a, struct pagerun_chunk *c, size_t i
     if (zeroed) *zeroed = !bits_any(c->dirty, i, n);
     bits_set(c->dirty, i, n, true);
     bits_set(c->aged, i, n, false);
+    bits_set(c->lazy, i, n, false);
     c->run[i] = (uint16_t)n;
     c->free_pages -= (uint32_t)n;
     if (i == c->search_hint) c->search_hint = (uint32_t)(i + n);
@@ -261,6 +262,7 @@ bool pagerun_resize(uintptr_t chunk, void *p, size_t new_size, int64_t *delta) {
             bits_set(c->used, i + cur, n - cur, true);
             bits_set(c->dirty, i + cur, n - cur, true);
             bits_set(c->aged, i + cur, n - cur, false);
+            bits_set(c->lazy, i + cur, n - cur, false);
             c->free_pages -= (uint32_t)(n - cur);
             c->run[i] = (uint16_t)n;
             to_full_if_full(a, c);
@@ -280,7 +282,7 @@ static size_t purge_chunk(struct pagerun_arena *a, struct pagerun_chunk *c, bool
     size_t bytes = 0;
     *more = false;
     for (size_t i = 1; i < npages;) {
-        bool cand = !bit_get(c->used, i) && bit_get(c->dirty, i);
+        bool cand = !bit_get(c->used, i) && bit_get(c->dirty, i) && !bit_get(c->lazy, i);
         if (!cand) {
             i++;
             continue;
@@ -293,10 +295,15 @@ static size_t purge_chunk(struct pagerun_arena *a, struct pagerun_chunk *c, bool
         }
         size_t j = i;
         while (j < npages && !bit_get(c->used, j) && bit_get(c->dirty, j) &&
-               (all || bit_get(c->aged, j)))
+               !bit_get(c->lazy, j) && (all || bit_get(c->aged, j)))
             j++;
         if (os_purge((char *)c + i * page_size(), (j - i) * page_size()) == 0) {
-            bits_set(c->dirty, i, j - i, false);
+            /* MADV_DONTNEED pages read as zero; MADV_FREE ones may keep their
+             * bytes until the kernel takes them: still dirty, not purged again */
+            if (hak_opt(HAK_OPT_PURGE) == HAK_PURGE_DONTNEED)
+                bits_set(c->dirty, i, j - i, false);
+            else
+                bits_set(c->lazy, i, j - i, true);
             bits_set(c->aged, i, j - i, false);
             bytes += (j - i) * page_size();
             stats_note_purge(a->lane, (j - i) * page_size());
@@ -338,6 +345,19 @@ static size_t purge_arena(struct pagerun_arena *a, bool all, uint64_t now, uint6
         *pp = c->dirty_next;
         c->dirty_next = NULL;
         c->in_dirty = 0;
+    }
+    if (all) {
+        /* empty chunks already purged (off the dirty list) go too, so that
+         * their address space is free for others (RLIMIT_AS) */
+        struct pagerun_chunk *c = a->avail;
+        while (c) {
+            struct pagerun_chunk *next = c->next;
+            if (c->free_pages == npages - 1 && !c->in_dirty) {
+                bytes += HAK_CHUNK;
+                chunk_release(a, c);
+            }
+            c = next;
+        }
     }
     pthread_mutex_unlock(&a->lock);
     return bytes;

@@ -55,6 +55,8 @@ struct pagerun_chunk {
     uint64_t dirty[PAGERUN_WORDS];  /* bit per page: may be non-zero */
     uint64_t aged[PAGERUN_WORDS];   /* bit per page: free and dirty at the last
                                        purge pass; purged at the next one */
+    uint64_t lazy[PAGERUN_WORDS];   /* bit per page: purged with MADV_FREE (its
+                                       bytes may stay: still dirty) */
     uint16_t run[PAGERUN_MAX_PAGES];/* run length at the first page of each run */
     _Atomic uint8_t tag[PAGERUN_MAX_PAGES]; /* the lane's byte for each run, at its
                                         first page (0 when the run is freed) */

@@ -131,8 +131,12 @@ static void free_remote(struct slab *sl, void *p) {
             }
         }
         *(uintptr_t *)p = old & ~SLAB_RS_MASK;
-        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | (old & SLAB_RS_MASK)))
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | (old & SLAB_RS_MASK))) {
+            /* the first block back to an abandoned slab: the purger takes
+             * such blocks back (reclaim_abandoned) */
+            if (old == SLAB_RS_NEVER) os_purge_schedule(os_now_ns() + os_purge_delay_ns());
             return;
+        }
     }
 }
 
@@ -248,6 +252,8 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
     if (drain && atomic_load_acquire(&sl->in_notify)) drain_notify(h);
+    /* (without drain, the list that held it is discarded unread) */
+    atomic_store_relaxed(&sl->in_notify, 0);
     stats_note_slabs(L->id, sl->cls, -1);
     sl->free = NULL;
     sl->used = 0;
@@ -293,6 +299,44 @@ static int nlanes;
 
 /* The purger (os.h): purges cached segments whose delay is over; with all
  * (malloc_trim, or the OS refusing memory) unmaps the whole cache. */
+/* Segments abandoned by exited threads (under L->lock, which keeps adopters
+ * away): takes back what other threads freed into them, gives slabs left
+ * empty back to their segment (to be purged after the delay) and unmaps
+ * segments left empty. Returns bytes unmapped. */
+static size_t reclaim_abandoned(struct slab_lane *L) {
+    size_t bytes = 0;
+    uint64_t now = os_now_ns();
+    unsigned nslabs = (unsigned)(HAK_CHUNK >> L->slab_shift);
+    struct slab_segment *s = L->abandoned;
+    while (s) {
+        struct slab_segment *next = s->next;
+        for (unsigned i = 1; i < nslabs; i++) {
+            if (s->free_slabs & ((uint32_t)1 << i)) continue;
+            struct slab *sl = &s->slabs[i];
+            collect_remote(sl, SLAB_RS_NEVER, true);
+            if (sl->used != 0) continue;
+            stats_note_slabs(L->id, sl->cls, -1);
+            sl->free = NULL;
+            sl->block_size = 0;
+            sl->div_magic = 0;
+            sl->carved = 0;
+            sl->capacity = 0;
+            atomic_store_relaxed(&sl->in_notify, 0);
+            atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
+            sl->freed_at = now;
+            atomic_store_release(&sl->pstate, SLAB_P_DIRTY);
+            s->free_slabs |= (uint32_t)1 << i;
+        }
+        if (s->free_slabs == SEG_ALL_FREE(L)) {
+            seg_remove(&L->abandoned, s);
+            segment_unmap(L, s);
+            bytes += HAK_CHUNK;
+        }
+        s = next;
+    }
+    return bytes;
+}
+
 /* Purges the unassigned slabs of s that have been free for the delay (all
  * of them when all); under L->lock. */
 static size_t purge_segment(struct slab_lane *L, struct slab_segment *s, bool all, uint64_t now,
@@ -338,6 +382,7 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
                 bytes += HAK_CHUNK;
             }
         }
+        bytes += reclaim_abandoned(L);
         for (struct slab_segment *s = L->all; s; s = s->all_next)
             bytes += purge_segment(L, s, all, now, next_due);
         pthread_mutex_unlock(&L->lock);
@@ -613,6 +658,7 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
                 atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[HAK_CCTR_remote_frees], 1);
             }
         }
+        os_purge_tick();
         return;
     }
     if (sl->used == 0) {
@@ -732,34 +778,12 @@ void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls) {
     if (h->kind != SLAB_HEAP_LIVE) return;
     *tls = &slab_heap_dead;
     heap_abandon(L, h);
+    os_purge_tick(); /* what it released has purges due: make sure a purger runs */
 }
 
 size_t slab_trim(struct slab_lane *L) {
-    /* Segments abandoned by exited threads: take back what other threads
-     * freed into them, and unmap those left empty. */
-    size_t bytes = 0;
     pthread_mutex_lock(&L->lock);
-    struct slab_segment *s = L->abandoned;
-    while (s) {
-        struct slab_segment *next = s->next;
-        bool empty = true;
-        for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++) {
-            if (!(SEG_ALL_FREE(L) & ((uint32_t)1 << i)) || (s->free_slabs & ((uint32_t)1 << i)))
-                continue;
-            struct slab *sl = &s->slabs[i];
-            collect_remote(sl, SLAB_RS_NEVER, true);
-            if (sl->used != 0) empty = false;
-        }
-        if (empty) {
-            for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++)
-                if ((SEG_ALL_FREE(L) & ~s->free_slabs) & ((uint32_t)1 << i))
-                    stats_note_slabs(L->id, s->slabs[i].cls, -1);
-            seg_remove(&L->abandoned, s);
-            segment_unmap(L, s);
-            bytes += HAK_CHUNK;
-        }
-        s = next;
-    }
+    size_t bytes = reclaim_abandoned(L);
     pthread_mutex_unlock(&L->lock);
     return bytes;
 }
@@ -780,13 +804,37 @@ void slab_fork_parent(struct slab_lane *L) {
     pthread_mutex_unlock(&L->orphan_lock);
 }
 
-void slab_fork_child(struct slab_lane *L) {
+void slab_fork_child(struct slab_lane *L, struct slab_heap *h) {
     /* Heaps of the parent's other threads stay as they are: never adopted
      * (one may have been mid-update); blocks of theirs freed here are
      * remote frees onto their slabs. */
     meta_fork_child(&L->heaps);
     pthread_mutex_unlock(&L->lock);
     pthread_mutex_unlock(&L->orphan_lock);
+    if (h->kind != SLAB_HEAP_LIVE) return;
+    /* A thread of the parent may have been handing one of this heap's slabs
+     * back (NOTIFYING) at the fork: in the child it never finishes. Take
+     * back what it pushed, then finish the hand-back for it. */
+    drain_notify(h);
+    for (unsigned c = 0; c < L->nclasses; c++) {
+        for (int list = 0; list < 2; list++) {
+            struct slab *sl = list ? h->full[c].head : h->avail[c].head;
+            while (sl) {
+                struct slab *next = sl->next;
+                uintptr_t r = atomic_load_relaxed(&sl->remote);
+                if ((r & SLAB_RS_MASK) == SLAB_RS_NOTIFYING) {
+                    atomic_store_relaxed(&sl->remote, r & ~SLAB_RS_MASK);
+                    atomic_store_relaxed(&sl->in_notify, 0);
+                    if (sl->where == SLAB_ON_FULL) {
+                        slist_remove(&h->full[c], sl);
+                        slist_append(&h->avail[c], sl);
+                        sl->where = SLAB_ON_AVAIL;
+                    }
+                }
+                sl = next;
+            }
+        }
+    }
 }
 
 unsigned slab_class_aligned(const struct slab_lane *L, size_t size, size_t align) {

@@ -182,7 +182,9 @@ size_t slab_trim(struct slab_lane *L);
 void slab_flush_stats(struct slab_lane *L, struct slab_heap *h);
 void slab_fork_prepare(struct slab_lane *L);
 void slab_fork_parent(struct slab_lane *L);
-void slab_fork_child(struct slab_lane *L);
+/* In the child: releases the locks and repairs what a thread of the
+ * parent left half-done on h, the calling thread's heap. */
+void slab_fork_child(struct slab_lane *L, struct slab_heap *h);
 
 /* Defines the lane-contract functions that a lane on the engine forwards
  * unchanged: <name>_thread_exit, _trim, _fork_prepare, _fork_parent,
@@ -192,7 +194,7 @@ void slab_fork_child(struct slab_lane *L);
     static size_t name##_trim(void) { return slab_trim(&(L)); }                \
     static void name##_fork_prepare(void) { slab_fork_prepare(&(L)); }         \
     static void name##_fork_parent(void) { slab_fork_parent(&(L)); }           \
-    static void name##_fork_child(void) { slab_fork_child(&(L)); }             \
+    static void name##_fork_child(void) { slab_fork_child(&(L), (tls)); }      \
     static void name##_flush_stats(void) { slab_flush_stats(&(L), (tls)); }
 
 /* ---- double-free marks --------------------------------------------------

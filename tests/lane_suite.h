@@ -332,6 +332,47 @@ static inline void check_burst_returns_memory(const struct lane_desc *d, size_t 
               after >> 10);
 }
 
+struct burst {
+    size_t n, size;
+    void **v;
+};
+
+static inline void *burst_and_exit(void *arg) {
+    struct burst *b = arg;
+    for (size_t i = 0; i < b->n; i++) {
+        b->v[i] = hak_malloc(b->size);
+        memset(b->v[i], 3, b->size);
+    }
+    return NULL; /* its segments are abandoned with every block live */
+}
+
+/* Blocks of an exited thread freed later by another thread give their
+ * memory back without malloc_trim. */
+static inline void check_abandoned_blocks_return_memory(const struct lane_desc *d, size_t size,
+                                                        size_t total) {
+    require_lane(d);
+    struct burst b = {.n = total / size, .size = size};
+    b.v = mmap_array(b.n);
+    size_t before = rss_bytes();
+    pthread_t t;
+    pthread_create(&t, NULL, burst_and_exit, &b);
+    pthread_join(t, NULL);
+    size_t peak = rss_bytes();
+    for (size_t i = 0; i < b.n; i++) hak_free(b.v[i]); /* frees into abandoned slabs */
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    size_t after = rss_bytes();
+    for (int i = 0; i < 150 && after > before && (after - before) * 10 > peak - before; i++) {
+        void *p = hak_malloc(d->lo + 1);
+        hak_free(p);
+        nanosleep(&ts, NULL);
+        after = rss_bytes();
+    }
+    munmap_array(b.v, b.n);
+    cr_assert(after <= before || (after - before) * 10 <= peak - before,
+              "rss before %zu KiB, peak %zu KiB, 1.5 s after the frees %zu KiB", before >> 10,
+              peak >> 10, after >> 10);
+}
+
 /* ---- misuse, in a child process ----------------------------------------- */
 
 /* Runs fn in a child with stderr captured; returns its stderr (static

@@ -424,6 +424,8 @@ Test(api, posix_memalign_out_of_memory_returns_enomem) {
     static const size_t cases[][2] = {
         {64, SIZE_MAX},       {4096, (size_t)1 << 62}, {SIZE_MAX / 2 + 1, 16},
         {8, SIZE_MAX - 4095}, {2 * MiB, (size_t)1 << 48},
+        /* small alignments whose rounding of the size would wrap to 0 */
+        {16, SIZE_MAX},       {8, SIZE_MAX - 3},       {16, SIZE_MAX - 14},
     };
     FOR_EACH_FAMILY(f) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -490,6 +492,9 @@ Test(api, aligned_alloc_too_large_returns_null_with_enomem) {
         {64, SIZE_MAX},
         {4096, (size_t)1 << 62},
         {2 * MiB, SIZE_MAX - 2 * MiB},
+        {16, SIZE_MAX - 14}, /* rounding the size up would wrap to 0 */
+        {8, SIZE_MAX - 3},
+        {1, SIZE_MAX},
     };
     FOR_EACH_FAMILY(f) {
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -37,3 +37,7 @@ Test(pool, grows_past_any_fixed_number_of_segments) { check_growth(&pool, 32 * K
 Test(pool, burst_freed_returns_rss_without_trim) { check_burst_returns_memory(&pool, 256 * MiB); }
 
 Test(pool, double_free_and_interior_pointer_abort_with_message) { check_misuse(&pool, 8192); }
+
+Test(pool, blocks_of_an_exited_thread_freed_later_return_memory) {
+    check_abandoned_blocks_return_memory(&pool, 8000, 96 * MiB);
+}

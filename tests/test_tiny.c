@@ -30,3 +30,7 @@ Test(tiny, burst_freed_returns_rss_without_trim) {
 }
 
 Test(tiny, double_free_and_interior_pointer_abort_with_message) { check_misuse(&tiny, 64); }
+
+Test(tiny, blocks_of_an_exited_thread_freed_later_return_memory) {
+    check_abandoned_blocks_return_memory(&tiny, 100, 96 * MiB);
+}

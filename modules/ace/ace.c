@@ -274,6 +274,7 @@ static void ace_thread_exit(void) {
     ace_tls = &tc_dead;
     tcache_flush(t);
     meta_free(&tcaches, t);
+    os_purge_tick(); /* what it released has purges due: make sure a purger runs */
 }
 
 static size_t ace_trim(void) {
