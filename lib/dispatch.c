@@ -161,6 +161,25 @@ void hak_thread_attach(void) {
     pthread_setspecific(thread_key, (void *)1);
 }
 
+/* HAKMEM_VERBOSE: the lanes built, their ranges, the options that differ
+ * from their defaults. */
+static void log_configuration(void) {
+    if (HAK_BENCH_MINIMAL || !hak_verbose_on) return;
+    for (int id = 1; id < HAK_LANE_COUNT; id++) {
+        const struct hak_lane *l = lanes_built[id];
+        if (l && id != HAK_LANE_HUGE)
+            hak_log("lane %s: (%zu, %zu] bytes, %u classes", l->name, l->min_size, l->max_size,
+                    l->nclasses);
+    }
+    hak_log("lane huge: everything else");
+    for (int i = 0; i < HAK_OPT_COUNT; i++) {
+        const struct hak_opt_desc *d = &options_table[i];
+        if (d->type == HAK_OPT_FILE ? options_string[i] != NULL : options_value[i] != d->def)
+            hak_log("option %s set (%lld%s%s)", d->name, options_value[i],
+                    options_string[i] ? ", " : "", options_string[i] ? options_string[i] : "");
+    }
+}
+
 /* The environment is complete by now: read the options again. */
 HAK_CONSTRUCTOR static void hak_constructor(void) {
     if (!hak_ensure_init()) return;
@@ -168,6 +187,8 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init(); /* the options may have changed its defaults */
     if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_HELP)) options_print_help();
+    log_configuration();
+    stats_start_reporter();
 }
 
 HAK_DESTRUCTOR static void hak_destructor(void) {

@@ -48,6 +48,8 @@ void hak_log(const char *fmt, ...) {
 
 void hak_log_raw(const char *buf, size_t len) { os_write_all(output_fd(), buf, len); }
 
+int hak_log_fd(void) { return output_fd(); }
+
 static HAK_PRINTF(1, 2) void log_forced(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);

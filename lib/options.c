@@ -25,6 +25,14 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
                       "help to stderr at start-up, then run the program"},
     [HAK_OPT_STATS] = {"HAKMEM_STATS", HAK_OPT_BOOL, 0, 0, 1, NULL,
                        "print a per-lane statistics report to stderr at exit"},
+    [HAK_OPT_STATS_FILE] = {"HAKMEM_STATS_FILE", HAK_OPT_FILE, 0, 0, 0, NULL,
+                            "append the statistics report to this file (ignored in "
+                            "set-user-ID programs)"},
+    [HAK_OPT_STATS_FORMAT] = {"HAKMEM_STATS_FORMAT", HAK_OPT_ENUM, HAK_STATS_TEXT, 0, 0,
+                              "text|json", "the report as a table or as one JSON object"},
+    [HAK_OPT_STATS_INTERVAL_MS] = {"HAKMEM_STATS_INTERVAL_MS", HAK_OPT_INT, 0, 0, 86400000, NULL,
+                                   "also write the report every this many milliseconds, for "
+                                   "long-running servers (0: only at exit)"},
     [HAK_OPT_ON_ERROR] = {"HAKMEM_ON_ERROR", HAK_OPT_ENUM, HAK_ON_ERROR_ABORT, 0, 0, "abort|warn",
                           "on heap misuse (bad free, double free): abort after the message, "
                           "or warn and ignore the call"},

@@ -5,7 +5,6 @@
  */
 #include "stats.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -128,78 +127,4 @@ void stats_fill(struct hak_stats *st) {
     st->lane[0] = total;
     os_rss(&st->rss, &st->peak_rss);
     st->purges_pending = os_purge_pending();
-}
-
-/* Appends formatted text to buf at *len (bounded). */
-static HAK_PRINTF(4, 5) void put(char *buf, size_t cap, size_t *len, const char *fmt, ...) {
-    if (*len >= cap) return;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf + *len, cap - *len, fmt, ap);
-    va_end(ap);
-    if (n > 0) *len += (size_t)n < cap - *len ? (size_t)n : cap - *len - 1;
-}
-
-/* Bytes as a short human figure ("12.3 MiB") without floating point. */
-static const char *human(uint64_t b, char out[24]) {
-    static const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    int u = 0;
-    uint64_t whole = b, tenth = 0;
-    while (whole >= 1024 && u < 4) {
-        tenth = (whole % 1024) * 10 / 1024;
-        whole /= 1024;
-        u++;
-    }
-    if (u == 0)
-        snprintf(out, 24, "%llu B", (unsigned long long)b);
-    else
-        snprintf(out, 24, "%llu.%llu %s", (unsigned long long)whole, (unsigned long long)tenth,
-                 unit[u]);
-    return out;
-}
-
-void stats_report(void) {
-    struct hak_stats st;
-    memset(&st, 0, sizeof st);
-    st.size = sizeof st;
-    stats_fill(&st);
-    char buf[4096];
-    size_t len = 0;
-    char h1[24], h2[24], h3[24], h4[24];
-    put(buf, sizeof buf, &len, "hakmem: statistics\n");
-    put(buf, sizeof buf, &len, "  %-6s %12s %12s %11s %11s %11s %8s %8s %11s\n", "lane", "allocs",
-        "frees", "live", "peak", "mapped", "maps", "purges", "purged");
-    for (int l = 0; l < HAK_LANE_COUNT; l++) {
-        if (l > 0 && !hak_lane_enabled(l)) continue;
-        const struct hak_lane_stats *s = &st.lane[l];
-        put(buf, sizeof buf, &len, "  %-6s %12llu %12llu %11s %11s %11s %8llu %8llu %11s\n",
-            l == 0 ? "total" : hak_lane_name(l), (unsigned long long)s->allocs,
-            (unsigned long long)s->frees, human(s->live_bytes, h1), human(s->peak_bytes, h2),
-            human(s->os_mapped, h3), (unsigned long long)s->os_maps,
-            (unsigned long long)s->purges, human(s->purged_bytes, h4));
-    }
-    put(buf, sizeof buf, &len, "  rss %s, peak rss %s, purges pending %llu\n", human(st.rss, h1),
-        human(st.peak_rss, h2), (unsigned long long)st.purges_pending);
-    hak_log_raw(buf, len);
-    /* per class, for the classes that were used */
-    len = 0;
-    put(buf, sizeof buf, &len, "  %-6s %8s %12s %12s %10s %10s %6s\n", "lane", "class", "allocs",
-        "frees", "refills", "remote", "slabs");
-    bool any = false;
-    for (int l = 1; l < HAK_LANE_COUNT; l++) {
-        struct hak_class_stats cs;
-        for (unsigned k = 0; hak_class_stats_get(l, k, &cs) == 0; k++) {
-            if (cs.allocs == 0) continue;
-            any = true;
-            put(buf, sizeof buf, &len, "  %-6s %8s %12llu %12llu %10llu %10llu %6lld\n",
-                hak_lane_name(l), human(cs.block_size, h1), (unsigned long long)cs.allocs,
-                (unsigned long long)cs.frees, (unsigned long long)cs.refills,
-                (unsigned long long)cs.remote_frees, (long long)cs.slabs);
-            if (len > sizeof buf - 128) {
-                hak_log_raw(buf, len);
-                len = 0;
-            }
-        }
-    }
-    if (any) hak_log_raw(buf, len);
 }

@@ -90,10 +90,16 @@ void stats_batch_flush_one(int lane, enum hak_class_counter k, unsigned cls, uin
 /* Fills the public snapshot (stats.c). */
 void stats_fill(struct hak_stats *st);
 
-/* Prints the exit report (HAKMEM_STATS=1). */
+/* Writes the report (report.c): text or JSON (HAKMEM_STATS_FORMAT), to
+ * HAKMEM_STATS_FILE, HAKMEM_LOG_FILE or stderr. */
 void stats_report(void);
+/* Starts the thread writing a report every HAKMEM_STATS_INTERVAL_MS (if
+ * set); from the constructor. */
+void stats_start_reporter(void);
 
 /* Writes raw text to the log output (error.c). */
 void hak_log_raw(const char *buf, size_t len);
+/* The log output's file descriptor (stderr or HAKMEM_LOG_FILE). */
+int hak_log_fd(void);
 
 #endif /* HAK_STATS_H */
