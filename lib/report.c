@@ -121,7 +121,7 @@ static void report_text(struct out *o, const struct hak_stats *st) {
     for (int i = 0; i < HAK_OPT_COUNT; i++) {
         char v[256];
         if (!option_text(i, v, sizeof v)) continue;
-        put(o, "%s%s=%s", any ? " " : "  options:", options_table[i].name, v);
+        put(o, "%s%s=%s", any ? " " : "  options: ", options_table[i].name, v);
         any = true;
     }
     if (any) put(o, "\n");

@@ -289,8 +289,17 @@ static void heap_reset(struct slab_heap *h, uint32_t kind) {
 
 static struct slab_heap *heap_alloc(struct slab_lane *L) {
     struct slab_heap *h = meta_alloc(&L->heaps);
-    if (h) heap_reset(h, SLAB_HEAP_LIVE);
+    if (h) {
+        heap_reset(h, SLAB_HEAP_LIVE);
+        h->lane = L;
+    }
     return h;
+}
+
+void slab_stats_exact_flush(struct slab_heap *h) {
+    h->stat_ops = 0;
+    if (h->kind == SLAB_HEAP_LIVE) stats_batch_flush(&h->stats, h->lane->id, h->lane->class_size,
+                                                     h->lane->nclasses);
 }
 
 /* The lanes on the engine, for the purger. */
@@ -396,6 +405,7 @@ void slab_lane_init(struct slab_lane *L) {
     pthread_mutex_init(&L->orphan_lock, NULL);
     meta_pool_init(&L->heaps, sizeof(struct slab_heap), L->id);
     heap_reset(&L->orphan, SLAB_HEAP_ORPHAN);
+    L->orphan.lane = L;
     if (nlanes == 0) os_purge_register(slab_purge);
     lanes[nlanes++] = L;
 }

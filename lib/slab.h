@@ -120,6 +120,8 @@ struct slab_heap {
                                            (the sentinel slab when none) */
     struct stats_batch stats;           /* counters not yet flushed */
     uint32_t slow_calls;                /* slow paths since the last stats flush */
+    uint32_t stat_ops;                  /* -Dstats: fast-path operations since then */
+    struct slab_lane *lane;             /* the lane this heap belongs to */
     struct slab_list avail[SLAB_MAX_CLASSES]; /* slabs that may have free blocks;
                                                  slabs back from full go last, so
                                                  they gather frees before reuse */
@@ -207,6 +209,17 @@ extern uintptr_t slab_free_key;
 static inline uintptr_t *slab_mark_of(void *p) { return (uintptr_t *)p + 1; }
 static inline uintptr_t slab_mark(const void *p) { return slab_free_key ^ (uintptr_t)p; }
 
+/* -Dstats=true: the fast paths flush their batch every STATS_EXACT_OPS
+ * operations, so a snapshot from another thread is exact to within that
+ * many operations per thread (the default build flushes on slow paths and
+ * at thread exit). */
+#define STATS_EXACT_OPS 64
+HAK_NOINLINE HAK_COLD void slab_stats_exact_flush(struct slab_heap *h);
+
+static HAK_ALWAYS_INLINE void slab_count_op(struct slab_heap *h) {
+    if (HAK_STATS && HAK_UNLIKELY(++h->stat_ops >= STATS_EXACT_OPS)) slab_stats_exact_flush(h);
+}
+
 /* ---- fast paths (inlined by the lanes' <lane>_fast.h) ------------------ */
 
 /* Pops a block of class cls from the heap's current slab; NULL when the
@@ -219,6 +232,7 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
         *slab_mark_of(p) = 0;
         sl->used++;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
+        slab_count_op(h);
     }
     return p;
 }
@@ -243,6 +257,7 @@ static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned sl
         sl->free = p;
         sl->used--;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
+        slab_count_op(h);
         return;
     }
     slab_free_slow(sl, p, h, call);

@@ -106,6 +106,11 @@ static void flush_stats(struct ace_tcache *t) {
     stats_batch_flush(&t->stats, HAK_LANE_ACE, ace_class_size, ACE_CLASSES);
 }
 
+void ace_stats_exact_flush(struct ace_tcache *t) {
+    t->stat_ops = 0;
+    flush_stats(t);
+}
+
 /* The calling thread's cache, made on first use; NULL once it has exited. */
 static struct ace_tcache *my_tcache(void) {
     struct ace_tcache *t = ace_tls;

@@ -45,6 +45,7 @@ struct ace_tcache {
     uint8_t refill_batch;         /* blocks taken from the shared cache at once */
     uint8_t kind;                 /* ACE_TC_* */
     uint32_t slow_calls;          /* slow paths since the last stats flush */
+    uint32_t stat_ops;            /* -Dstats: fast-path operations since then */
     const struct hak_policy *policy; /* snapshot the limits come from */
     struct stats_batch stats;     /* counters not yet flushed */
     void *slot[ACE_CLASSES][ACE_TCACHE_MAX];
@@ -59,5 +60,7 @@ extern const struct hak_lane ace_lane;
 
 HAK_NOINLINE HAK_COLD void *ace_alloc_slow(size_t size);
 HAK_NOINLINE void ace_free_slow(void *p, uintptr_t chunk, hak_call_t call);
+/* -Dstats=true: flushes t's counters (every STATS_EXACT_OPS operations). */
+HAK_NOINLINE HAK_COLD void ace_stats_exact_flush(struct ace_tcache *t);
 
 #endif /* HAK_ACE_H */

@@ -22,6 +22,7 @@ static HAK_ALWAYS_INLINE void *ace_alloc_fast(size_t size) {
         uintptr_t chunk = (uintptr_t)p & ~HAK_CHUNK_MASK;
         atomic_store_relaxed(ace_tag_of(p, chunk), (uint8_t)(cls + 1));
         if (!HAK_BENCH_MINIMAL) t->stats.cls[HAK_CCTR_allocs][cls]++;
+        if (HAK_STATS && HAK_UNLIKELY(++t->stat_ops >= 64)) ace_stats_exact_flush(t);
         return p;
     }
     return ace_alloc_slow(size);
@@ -39,6 +40,7 @@ static HAK_ALWAYS_INLINE void ace_free_fast(void *p, uintptr_t chunk, hak_call_t
         atomic_store_relaxed(tagp, (uint8_t)((cls + 1) | ACE_TAG_CACHED));
         t->slot[cls][t->count[cls]++] = p;
         if (!HAK_BENCH_MINIMAL) t->stats.cls[HAK_CCTR_frees][cls]++;
+        if (HAK_STATS && HAK_UNLIKELY(++t->stat_ops >= 64)) ace_stats_exact_flush(t);
         return;
     }
     ace_free_slow(p, chunk, call);
