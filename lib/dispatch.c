@@ -173,10 +173,8 @@ static void log_configuration(void) {
     }
     hak_log("lane huge: everything else");
     for (int i = 0; i < HAK_OPT_COUNT; i++) {
-        const struct hak_opt_desc *d = &options_table[i];
-        if (d->type == HAK_OPT_FILE ? options_string[i] != NULL : options_value[i] != d->def)
-            hak_log("option %s set (%lld%s%s)", d->name, options_value[i],
-                    options_string[i] ? ", " : "", options_string[i] ? options_string[i] : "");
+        char v[256];
+        if (options_value_text(i, v, sizeof v)) hak_log("option %s=%s", options_table[i].name, v);
     }
 }
 
@@ -562,14 +560,6 @@ void *__libc_memalign(size_t alignment, size_t size) ALIAS_OF(hak_memalign);
 void *__libc_valloc(size_t size) ALIAS_OF(hak_valloc);
 void *__libc_pvalloc(size_t size) ALIAS_OF(hak_pvalloc);
 int __posix_memalign(void **memptr, size_t alignment, size_t size) ALIAS_OF(hak_posix_memalign);
-void *__libc_malloc(size_t size);
-void __libc_free(void *p);
-void *__libc_calloc(size_t n, size_t size);
-void *__libc_realloc(void *p, size_t size);
-void *__libc_memalign(size_t alignment, size_t size);
-void *__libc_valloc(size_t size);
-void *__libc_pvalloc(size_t size);
-int __posix_memalign(void **memptr, size_t alignment, size_t size);
 
 /* glibc declares the argument non-const. */
 HAK_EXPORT size_t malloc_usable_size(void *p) { return hak_usable_size(p); }

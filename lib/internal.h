@@ -68,6 +68,10 @@ HAK_COLD void hak_log(const char *fmt, ...) HAK_PRINTF(1, 2);
         if (!HAK_BENCH_MINIMAL && hak_verbose_on) hak_log(__VA_ARGS__);        \
     } while (0)
 extern bool hak_verbose_on;
+/* Writes raw text to the log output (error.c). */
+void hak_log_raw(const char *buf, size_t len);
+/* The log output's file descriptor (stderr or HAKMEM_LOG_FILE). */
+int hak_log_fd(void);
 
 /* ---- initialisation ---------------------------------------------------- */
 

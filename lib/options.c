@@ -256,6 +256,21 @@ static void choice_name(const char *choices, long long idx, char *out, size_t ca
     snprintf(out, cap, "%.*s", (int)len, c);
 }
 
+bool options_value_text(int i, char *out, size_t cap) {
+    const struct hak_opt_desc *d = &options_table[i];
+    switch (d->type) {
+    case HAK_OPT_FILE:
+        snprintf(out, cap, "%s", options_string[i] ? options_string[i] : "(unset)");
+        return options_string[i] != NULL;
+    case HAK_OPT_ENUM:
+        choice_name(d->choices, options_value[i], out, cap);
+        break;
+    default:
+        snprintf(out, cap, "%lld", options_value[i]);
+    }
+    return options_value[i] != d->def;
+}
+
 void options_print_help(void) {
     char line[512];
     int n = snprintf(line, sizeof line, "hakmem: %-26s %-10s %-10s %-22s %s\n", "variable",
@@ -264,19 +279,17 @@ void options_print_help(void) {
     for (int i = 0; i < HAK_OPT_COUNT; i++) {
         const struct hak_opt_desc *d = &options_table[i];
         char val[64], def[64], range[64];
+        options_value_text(i, val, sizeof val);
         switch (d->type) {
         case HAK_OPT_ENUM:
-            choice_name(d->choices, options_value[i], val, sizeof val);
             choice_name(d->choices, d->def, def, sizeof def);
             snprintf(range, sizeof range, "%s", d->choices);
             break;
         case HAK_OPT_FILE:
-            snprintf(val, sizeof val, "%s", options_string[i] ? options_string[i] : "(unset)");
             snprintf(def, sizeof def, "(unset)");
             snprintf(range, sizeof range, "a path");
             break;
         default:
-            snprintf(val, sizeof val, "%lld", options_value[i]);
             snprintf(def, sizeof def, "%lld", d->def);
             snprintf(range, sizeof range, "%lld .. %lld", d->type == HAK_OPT_BOOL ? 0 : d->min,
                      d->type == HAK_OPT_BOOL ? 1 : d->max);

@@ -73,6 +73,11 @@ void options_defaults(void);
  * once each and keep the mode's value or the default. */
 void options_read_env(void);
 
+/* Writes the value of option i as text into out (an enum's choice name, a
+ * file option's path or "(unset)"); returns whether it differs from the
+ * default. */
+bool options_value_text(int i, char *out, size_t cap);
+
 /* Prints every variable with its value, default, range and help
  * (HAKMEM_HELP=1). */
 void options_print_help(void);

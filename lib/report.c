@@ -57,26 +57,6 @@ static const char *human(uint64_t b, char out[24]) {
     return out;
 }
 
-/* The value of option i as text, into v; false when it is its default. */
-static bool option_text(int i, char *v, size_t cap) {
-    const struct hak_opt_desc *d = &options_table[i];
-    if (d->type == HAK_OPT_FILE) {
-        if (!options_string[i]) return false;
-        snprintf(v, cap, "%s", options_string[i]);
-        return true;
-    }
-    long long val = options_value[i];
-    if (d->type == HAK_OPT_ENUM) {
-        const char *c = d->choices;
-        for (long long k = 0; k < val && strchr(c, '|'); k++) c = strchr(c, '|') + 1;
-        size_t len = strchr(c, '|') ? (size_t)(strchr(c, '|') - c) : strlen(c);
-        snprintf(v, cap, "%.*s", (int)len, c);
-    } else {
-        snprintf(v, cap, "%lld", val);
-    }
-    return val != d->def;
-}
-
 static void class_hits(const struct hak_class_stats *cs, uint64_t *hits, uint64_t *misses) {
     *misses = cs->refills;
     *hits = cs->allocs > cs->refills ? cs->allocs - cs->refills : 0;
@@ -120,7 +100,7 @@ static void report_text(struct out *o, const struct hak_stats *st) {
     bool any = false;
     for (int i = 0; i < HAK_OPT_COUNT; i++) {
         char v[256];
-        if (!option_text(i, v, sizeof v)) continue;
+        if (!options_value_text(i, v, sizeof v)) continue;
         put(o, "%s%s=%s", any ? " " : "  options: ", options_table[i].name, v);
         any = true;
     }
@@ -189,7 +169,7 @@ static void report_json(struct out *o, const struct hak_stats *st) {
     first = true;
     for (int i = 0; i < HAK_OPT_COUNT; i++) {
         char v[256];
-        if (!option_text(i, v, sizeof v)) continue;
+        if (!options_value_text(i, v, sizeof v)) continue;
         put(o, "%s\"%s\":", first ? "" : ",", options_table[i].name);
         json_string(o, v);
         first = false;

@@ -97,9 +97,5 @@ void stats_report(void);
  * set); from the constructor. */
 void stats_start_reporter(void);
 
-/* Writes raw text to the log output (error.c). */
-void hak_log_raw(const char *buf, size_t len);
-/* The log output's file descriptor (stderr or HAKMEM_LOG_FILE). */
-int hak_log_fd(void);
 
 #endif /* HAK_STATS_H */
