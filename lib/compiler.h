@@ -22,6 +22,9 @@
 #define HAK_UNUSED __attribute__((unused))
 #define HAK_TLS_IE __thread __attribute__((tls_model("initial-exec")))
 
+/* The return address of the current function (its caller's call site). */
+#define HAK_RETURN_ADDRESS() __builtin_return_address(0)
+
 #define HAK_CLZ64(x) __builtin_clzll(x)
 #define HAK_CTZ64(x) __builtin_ctzll(x)
 #define HAK_ADD_OVERFLOW(a, b, res) __builtin_add_overflow(a, b, res)

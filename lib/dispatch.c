@@ -23,6 +23,7 @@
 #include "os.h"
 #include "policy.h"
 #include "segmap.h"
+#include "sites.h"
 #include "stats.h"
 
 #include "modules/huge/huge.h"
@@ -72,14 +73,17 @@ static inline const struct hak_lane *lane_for_size(size_t size) {
 static void fork_prepare(void) {
     for (int id = 1; id < HAK_LANE_COUNT; id++)
         if (lanes_built[id] && lanes_built[id]->fork_prepare) lanes_built[id]->fork_prepare();
+    policy_fork_prepare(); /* after the lanes: a controller's lock comes first */
 }
 
 static void fork_parent(void) {
+    policy_fork_parent();
     for (int id = HAK_LANE_COUNT - 1; id > 0; id--)
         if (lanes_built[id] && lanes_built[id]->fork_parent) lanes_built[id]->fork_parent();
 }
 
 static void fork_child(void) {
+    policy_fork_child();
     for (int id = HAK_LANE_COUNT - 1; id > 0; id--)
         if (lanes_built[id] && lanes_built[id]->fork_child) lanes_built[id]->fork_child();
     os_fork_child();
@@ -105,6 +109,7 @@ static int init_core(void) {
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init();
+    sites_configure();
     int err = os_init();
     if (!err) err = segmap_init();
     for (int id = 1; id < HAK_LANE_COUNT && !err; id++)
@@ -184,6 +189,8 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init(); /* the options may have changed its defaults */
+    sites_configure();
+    policy_enable_controller(); /* the C library is ready for its thread */
     if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_HELP)) options_print_help();
     log_configuration();
     stats_start_reporter();
@@ -231,7 +238,8 @@ static HAK_NOINLINE void *alloc_generic(size_t size, bool *zeroed) {
     return p;
 }
 
-HAK_EXPORT void *hak_malloc(size_t size) {
+/* malloc's body, inlined into hak_malloc and the sampling path. */
+static HAK_ALWAYS_INLINE void *malloc_inline(size_t size) {
 #if HAK_HAVE_TINY
     if (HAK_LIKELY(size <= HAK_TINY_MAX)) return tiny_alloc_fast(size);
 #endif
@@ -244,6 +252,30 @@ HAK_EXPORT void *hak_malloc(size_t size) {
         return ace_alloc_fast(size);
 #endif
     return alloc_generic(size, NULL);
+}
+
+/* HAKMEM_SITE_PROFILE=1: malloc also samples its caller. */
+static HAK_NOINLINE HAK_COLD void *malloc_sampled(size_t size, uintptr_t site) {
+    void *p = malloc_inline(size);
+    sites_sample(site, size, p);
+    return p;
+}
+
+HAK_EXPORT void *hak_malloc(size_t size) {
+    if (HAK_UNLIKELY(sites_sampling))
+        return malloc_sampled(size, (uintptr_t)HAK_RETURN_ADDRESS());
+    return malloc_inline(size);
+}
+
+HAK_EXPORT HAK_NOINLINE void *hak_alloc_cs(size_t size) {
+    void *p = malloc_inline(size);
+    if (p) sites_record((uintptr_t)HAK_RETURN_ADDRESS(), size, hak_lane_of(p), false);
+    return p;
+}
+
+HAK_EXPORT HAK_NOINLINE void hak_free_cs(void *p) {
+    if (p) sites_record((uintptr_t)HAK_RETURN_ADDRESS(), 0, HAK_LANE_NONE, true);
+    hak_free(p);
 }
 
 HAK_EXPORT void *hak_calloc(size_t nmemb, size_t size) {
@@ -509,6 +541,23 @@ HAK_EXPORT int hak_policy_set(const struct hak_policy *in) {
     if (in == NULL) return EINVAL;
     hak_ensure_init();
     return policy_publish(in);
+}
+
+HAK_EXPORT int hak_learn_get(struct hak_learn_info *out) {
+    if (out == NULL || out->size < offsetof(struct hak_learn_info, built) + sizeof out->built)
+        return EINVAL;
+    struct hak_learn_info full;
+    memset(&full, 0, sizeof full);
+    full.size = sizeof full;
+    hak_ensure_init();
+    const struct policy_controller *c = atomic_load_acquire(&policy_ctl);
+    if (c) c->info(&full);
+    full.built = HAK_HAVE_LEARN;
+    full.enabled = HAK_HAVE_LEARN && hak_opt(HAK_OPT_LEARN) != 0;
+    size_t n = out->size < sizeof full ? out->size : sizeof full;
+    full.size = out->size;
+    memcpy(out, &full, n);
+    return 0;
 }
 
 HAK_EXPORT void hak_stats_print(void) {

@@ -16,10 +16,11 @@ extern char **environ;
 
 const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_MODE] = {"HAKMEM_MODE", HAK_OPT_ENUM, HAK_MODE_BALANCED, 0, 0,
-                      "balanced|minimal|fast",
+                      "balanced|minimal|fast|learning|research",
                       "a group of settings: balanced (the defaults), minimal (smallest "
                       "memory: no caches, immediate purges), fast (larger caches, slower "
-                      "purges); a variable set explicitly wins over its mode"},
+                      "purges), learning (the learner on), research (learner, stats report "
+                      "and verbose log); a variable set explicitly wins over its mode"},
     [HAK_OPT_HELP] = {"HAKMEM_HELP", HAK_OPT_BOOL, 0, 0, 1, NULL,
                       "print every HAKMEM_* variable with its value, default, range and "
                       "help to stderr at start-up, then run the program"},
@@ -76,6 +77,26 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_BIGCACHE_MB] = {"HAKMEM_BIGCACHE_MB", HAK_OPT_INT, 64, 0, 65536, NULL,
                              "MiB of freed big blocks (2 MiB and up) kept mapped for reuse "
                              "for the purge delay (the policy's starting bigcache_mb)"},
+    [HAK_OPT_LEARN] = {"HAKMEM_LEARN", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                       "run the learner: a background thread that tunes caches, W_MAX and "
+                       "refill batches through the policy snapshot (-Dlearn builds)"},
+    [HAK_OPT_LEARN_WINDOW_MS] = {"HAKMEM_LEARN_WINDOW_MS", HAK_OPT_INT, 50, 5, 60000, NULL,
+                                 "learner: a window closes after this many milliseconds or "
+                                 "32768 allocations, whichever comes first"},
+    [HAK_OPT_BUDGET_MB] = {"HAKMEM_BUDGET_MB", HAK_OPT_INT, 256, 1, 65536, NULL,
+                           "learner: MiB of cached memory no policy it publishes may exceed"},
+    [HAK_OPT_TARGET_HIT_MID] = {"HAKMEM_TARGET_HIT_MID", HAK_OPT_INT, 95, 1, 100, NULL,
+                                "learner: pool-lane cache hit rate (percent) beyond which "
+                                "larger caches earn nothing"},
+    [HAK_OPT_TARGET_HIT_LARGE] = {"HAKMEM_TARGET_HIT_LARGE", HAK_OPT_INT, 95, 1, 100, NULL,
+                                  "learner: ACE-lane cache hit rate (percent) beyond which "
+                                  "larger caches earn nothing"},
+    [HAK_OPT_SITE_PROFILE] = {"HAKMEM_SITE_PROFILE", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                              "malloc samples its caller's address into the call-site table; "
+                              "the stats report lists the top sites"},
+    [HAK_OPT_SITE_SAMPLE] = {"HAKMEM_SITE_SAMPLE", HAK_OPT_INT, 10, 0, 30, NULL,
+                             "with HAKMEM_SITE_PROFILE=1, one malloc in 2^this many is "
+                             "recorded (0: every one)"},
 };
 _Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
                "one table entry per option");
@@ -197,6 +218,9 @@ static const struct mode_setting mode_fast[] = {
     {HAK_OPT_POOL_SEG_CACHE, 32},   {HAK_OPT_ACE_CACHE_CHUNKS, 16},  {HAK_OPT_CAP_MID, 4},
     {HAK_OPT_CAP_LARGE, 8},         {HAK_OPT_BIGCACHE_MB, 256},      {HAK_OPT_WMAX_LARGE, 150},
 };
+static const struct mode_setting mode_learning[] = {{HAK_OPT_LEARN, 1}};
+static const struct mode_setting mode_research[] = {
+    {HAK_OPT_LEARN, 1}, {HAK_OPT_STATS, 1}, {HAK_OPT_VERBOSE, 1}};
 
 /* Index of the environment entry e's variable in the table, or -1. */
 static int option_of(const char *e, const char **value) {
@@ -237,6 +261,12 @@ void options_read_env(void) {
         } else if (options_value[HAK_OPT_MODE] == HAK_MODE_FAST) {
             m = mode_fast;
             n = sizeof mode_fast / sizeof mode_fast[0];
+        } else if (options_value[HAK_OPT_MODE] == HAK_MODE_LEARNING) {
+            m = mode_learning;
+            n = sizeof mode_learning / sizeof mode_learning[0];
+        } else if (options_value[HAK_OPT_MODE] == HAK_MODE_RESEARCH) {
+            m = mode_research;
+            n = sizeof mode_research / sizeof mode_research[0];
         }
         for (size_t i = 0; i < n; i++) options_value[m[i].opt] = m[i].value;
     }

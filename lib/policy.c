@@ -14,6 +14,8 @@ static struct hak_policy slots[POLICY_SLOTS];
 static unsigned next_slot;
 static pthread_mutex_t policy_lock = PTHREAD_MUTEX_INITIALIZER;
 const struct hak_policy *_Atomic policy_ptr = &slots[0];
+_Atomic uint64_t policy_generation;
+const struct policy_controller *_Atomic policy_ctl;
 
 /* ACE classes for the default caps (the lane has the same table). */
 static const uint32_t large_classes_kib[] = {40,  48,  56,  64,  80,  96,  112, 128, 160, 192,
@@ -38,6 +40,7 @@ void policy_init(void) {
     p->refill_batch = 4;
     p->bigcache_mb = (uint32_t)hak_opt(HAK_OPT_BIGCACHE_MB);
     next_slot = 1;
+    atomic_fetch_add_explicit(&policy_generation, 1, memory_order_release);
     atomic_store_release(&policy_ptr, p);
 }
 
@@ -55,9 +58,20 @@ int policy_publish(const struct hak_policy *p) {
     struct hak_policy *slot = &slots[next_slot];
     next_slot = (next_slot + 1) % POLICY_SLOTS;
     *slot = *p;
+    atomic_fetch_add_explicit(&policy_generation, 1, memory_order_release);
     atomic_store_release(&policy_ptr, slot);
     pthread_mutex_unlock(&policy_lock);
     hak_verbose("policy published (wmax_large %u%%, refill_batch %u)", p->wmax_large_pct,
                 p->refill_batch);
     return 0;
 }
+
+void policy_fork_prepare(void) { pthread_mutex_lock(&policy_lock); }
+void policy_fork_parent(void) { pthread_mutex_unlock(&policy_lock); }
+void policy_fork_child(void) { pthread_mutex_unlock(&policy_lock); }
+
+static const struct policy_controller *pending_ctl;
+
+void policy_set_controller(const struct policy_controller *c) { pending_ctl = c; }
+
+void policy_enable_controller(void) { atomic_store_release(&policy_ctl, pending_ctl); }

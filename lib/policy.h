@@ -6,7 +6,12 @@
  * swaps the pointer; a slot is reused only POLICY_SLOTS publishes later, and
  * the ring is never freed, so a reader never touches freed memory.
  *
- * Locks: policy_lock serialises publishers; readers take none.
+ * A controller (the ACE module's learner, DESIGN.md 6) registers itself
+ * here, so that lib/ can start it, report on it and carry it across fork
+ * without including a module (DESIGN.md 1).
+ *
+ * Locks: policy_lock serialises publishers; readers take none. A
+ * controller's own lock comes before policy_lock.
  */
 #ifndef HAK_POLICY_H
 #define HAK_POLICY_H
@@ -16,6 +21,9 @@
 #define POLICY_SLOTS 64
 
 extern const struct hak_policy *_Atomic policy_ptr;
+/* Publishes so far: a reader that cached a snapshot pointer compares this
+ * too, since a ring slot comes back after POLICY_SLOTS publishes. */
+extern _Atomic uint64_t policy_generation;
 
 /* The current snapshot (acquire). Valid until POLICY_SLOTS more publishes. */
 static inline const struct hak_policy *policy_current(void) {
@@ -27,5 +35,37 @@ void policy_init(void);
 
 /* Validates and publishes p; returns 0 or EINVAL. */
 int policy_publish(const struct hak_policy *p);
+
+/* fork(): prepare takes policy_lock, parent and child release it. */
+void policy_fork_prepare(void);
+void policy_fork_parent(void);
+void policy_fork_child(void);
+
+/* A policy controller: a background learner that publishes snapshots. */
+struct policy_controller {
+    /* From allocator slow paths, the caller holding no hakmem lock: starts
+     * the controller's thread when it should run and none does (may
+     * allocate). Must cost a load or two when there is nothing to do. */
+    void (*tick)(void);
+    /* Fills *out (out->size honoured by the caller: a full struct here). */
+    void (*info)(struct hak_learn_info *out);
+    /* Appends the controller's part of the statistics report (text, or a
+     * JSON value when json) to buf; returns the length written (< cap). */
+    size_t (*report)(bool json, char *buf, size_t cap);
+};
+
+/* Registers c (from a lane's init, single-threaded). It is not called
+ * before policy_enable_controller, which hakmem's constructor calls: by then
+ * the C library (pthread_create) is ready. */
+void policy_set_controller(const struct policy_controller *c);
+void policy_enable_controller(void);
+/* The registered controller once enabled, else NULL. */
+extern const struct policy_controller *_Atomic policy_ctl;
+
+/* The controller's tick, if one is registered: slow paths call this. */
+static inline void policy_tick(void) {
+    const struct policy_controller *c = atomic_load_relaxed(&policy_ctl);
+    if (c) c->tick();
+}
 
 #endif /* HAK_POLICY_H */

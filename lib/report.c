@@ -16,6 +16,7 @@
 #include "options.h"
 #include "os.h"
 #include "policy.h"
+#include "sites.h"
 #include "stats.h"
 
 /* Output in pieces through a stack buffer. */
@@ -60,6 +61,43 @@ static const char *human(uint64_t b, char out[24]) {
 static void class_hits(const struct hak_class_stats *cs, uint64_t *hits, uint64_t *misses) {
     *misses = cs->refills;
     *hits = cs->allocs > cs->refills ? cs->allocs - cs->refills : 0;
+}
+
+/* The learner's state and the top call sites (issue 10): text. The
+ * learner lives in a module; lib/ reaches it through its registered
+ * controller (lib/policy.h). */
+static void report_text_learn_sites(struct out *o) {
+    char buf[4096];
+    const struct policy_controller *c = atomic_load_acquire(&policy_ctl);
+    if (c) {
+        out_flush(o);
+        size_t n = c->report(false, buf, sizeof buf);
+        os_write_all(o->fd, buf, n);
+    }
+    size_t n = sites_report(false, buf, sizeof buf);
+    if (n) {
+        out_flush(o);
+        os_write_all(o->fd, buf, n);
+    }
+}
+
+/* The same as members of the JSON object: ,"learner":{...},"sites":[...] */
+static void report_json_learn_sites(struct out *o) {
+    char buf[8192];
+    const struct policy_controller *c = atomic_load_acquire(&policy_ctl);
+    out_flush(o);
+    if (c) {
+        put(o, ",\"learner\":");
+        out_flush(o);
+        size_t n = c->report(true, buf, sizeof buf);
+        os_write_all(o->fd, buf, n);
+    } else {
+        put(o, ",\"learner\":null");
+    }
+    put(o, ",\"sites\":");
+    out_flush(o);
+    size_t n = sites_report(true, buf, sizeof buf);
+    os_write_all(o->fd, buf, n);
 }
 
 static void report_text(struct out *o, const struct hak_stats *st) {
@@ -108,6 +146,7 @@ static void report_text(struct out *o, const struct hak_stats *st) {
     const struct hak_policy *pol = policy_current();
     put(o, "  policy: wmax_large %u%%, refill_batch %u, bigcache %u MiB\n", pol->wmax_large_pct,
         pol->refill_batch, pol->bigcache_mb);
+    report_text_learn_sites(o);
 }
 
 static void json_lane(struct out *o, const char *name, const struct hak_lane_stats *s) {
@@ -182,7 +221,9 @@ static void report_json(struct out *o, const struct hak_stats *st) {
     put(o, "],\"cap_large\":[");
     for (unsigned c = 0; c < HAK_POLICY_CLASSES; c++)
         put(o, "%s%u", c ? "," : "", pol->cap_large[c]);
-    put(o, "]}}}\n");
+    put(o, "]}");
+    report_json_learn_sites(o);
+    put(o, "}}\n");
 }
 
 void stats_report(void) {

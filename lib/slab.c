@@ -598,6 +598,7 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
 }
 
 void *slab_alloc_slow(struct slab_lane *L, struct slab_heap **tls, unsigned cls) {
+    policy_tick(); /* a registered controller (the learner) starts lazily */
     return slab_alloc_class(L, tls, cls);
 }
 

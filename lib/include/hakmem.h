@@ -147,6 +147,64 @@ int hak_policy_get(struct hak_policy *out);
  * range. */
 int hak_policy_set(const struct hak_policy *in);
 
+/* ---- The learner (the adaptive control engine; -Dlearn builds). ------
+ * Runs only with HAKMEM_LEARN=1 or HAKMEM_MODE=learning|research. */
+
+enum hak_learn_state {
+    HAK_LEARN_OFF = 0,    /* not built, or not enabled */
+    HAK_LEARN_LEARN = 1,  /* trying candidate policies window by window */
+    HAK_LEARN_FROZEN = 2, /* converged: the policy is fixed, nothing is sampled */
+    HAK_LEARN_CANARY = 3  /* a frozen learner re-checking the size distribution */
+};
+
+struct hak_learn_info {
+    size_t size;             /* in: sizeof(struct hak_learn_info) of the caller */
+    int built;               /* 1 when the learner is compiled in */
+    int enabled;             /* 1 when HAKMEM_LEARN (or a learning mode) asks for it */
+    int running;             /* 1 while its thread runs in this process */
+    int state;               /* enum hak_learn_state */
+    uint64_t threads_started;/* learner threads started by this process (a fork
+                                child counts its own) */
+    uint64_t windows;        /* windows closed */
+    uint64_t trials;         /* candidate policies tried for a window */
+    uint64_t adoptions;      /* candidates adopted (won by the margin, several
+                                windows running) */
+    uint64_t publishes;      /* snapshots published (trials, adoptions, reverts) */
+    uint64_t relearns;       /* CANARY -> LEARN on a size-distribution shift */
+    uint64_t refill_p99_ns;  /* p99 of sampled ACE refill latencies (P2), 0 if none */
+};
+
+/* Fills *out (up to out->size bytes). Returns 0, or EINVAL when out is NULL
+ * or out->size is too small for the first field after size. */
+int hak_learn_get(struct hak_learn_info *out);
+
+/* ---- Call sites. -----------------------------------------------------
+ * hak_alloc_cs / hak_free_cs are hak_malloc / hak_free that also record
+ * their caller's return address in a fixed-size, lock-free table (nothing
+ * is allocated to record). With HAKMEM_SITE_PROFILE=1, malloc samples its
+ * own caller (1 in 2^HAKMEM_SITE_SAMPLE calls) into the same table. */
+
+void *hak_alloc_cs(size_t size);
+void hak_free_cs(void *ptr);
+
+#define HAK_SITE_BINS 12 /* size histogram: <= 16 B, <= 64 B, ... (x4), > 16 MiB */
+
+struct hak_site {
+    uintptr_t addr;       /* the caller's return address */
+    uint64_t allocs;      /* allocations recorded */
+    uint64_t bytes;       /* bytes they asked for */
+    uint64_t frees;       /* frees recorded from this address (hak_free_cs) */
+    uint64_t hist[HAK_SITE_BINS]; /* allocations by size: bin i holds sizes up
+                                     to 16 << 2i bytes; the last, the rest */
+    int lane;             /* the lane that served most of them (enum hak_lane_id) */
+};
+
+/* Copies up to max sites, the most frequent first (by allocs, then frees),
+ * into out; returns how many. */
+unsigned hak_sites_get(struct hak_site *out, unsigned max);
+/* Forgets every recorded site. */
+void hak_sites_reset(void);
+
 #ifdef __cplusplus
 }
 #endif

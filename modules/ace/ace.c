@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ace_fast.h"
+#include "learn.h"
 #include "meta.h"
 #include "options.h"
 #include "os.h"
@@ -91,9 +92,13 @@ static void release_block(void *p, unsigned cls) {
 /* Reads the policy into t (refill and flush time), giving back what a
  * lowered cap no longer lets it keep. */
 static void refresh(struct ace_tcache *t) {
+    /* the generation first: a ring slot comes back after POLICY_SLOTS
+     * publishes, so the pointer alone could hide a change */
+    uint64_t gen = atomic_load_acquire(&policy_generation);
     const struct hak_policy *pol = policy_current();
-    if (pol == t->policy) return;
+    if (pol == t->policy && gen == t->policy_gen) return;
     t->policy = pol;
+    t->policy_gen = gen;
     for (unsigned c = 0; c < ACE_CLASSES; c++) {
         uint32_t cap = pol->cap_large[c];
         t->limit[c] = (uint8_t)(cap > ACE_TCACHE_MAX ? ACE_TCACHE_MAX : cap);
@@ -132,14 +137,32 @@ static void *take(struct ace_tcache *t, unsigned cls) {
     return p;
 }
 
+static void *alloc_refill(size_t size, struct ace_tcache *t);
+
+/* A sampled slow path timed for the learner's refill-latency percentile. */
+#define ACE_TIMING_EVERY 8
+
 void *ace_alloc_slow(size_t size) {
-    unsigned cls = ace_class_of[(size - 1) >> 13];
+    policy_tick(); /* the learner's thread starts lazily, from here */
     struct ace_tcache *t = my_tcache();
+    if (HAK_UNLIKELY(learn_sampling_now()) && t && t->timing_countdown-- == 0) {
+        t->timing_countdown = ACE_TIMING_EVERY - 1;
+        uint64_t t0 = os_now_ns();
+        void *p = alloc_refill(size, t);
+        learn_note_refill_ns(os_now_ns() - t0);
+        return p;
+    }
+    return alloc_refill(size, t);
+}
+
+static void *alloc_refill(size_t size, struct ace_tcache *t) {
+    unsigned cls = ace_class_of[(size - 1) >> 13];
     if (t) {
         refresh(t);
         if (!HAK_BENCH_MINIMAL) {
             t->stats.cls[HAK_CCTR_refills][cls]++;
-            if (++t->slow_calls >= ACE_STATS_FLUSH_EVERY) {
+            /* while the learner learns, its windows need current counts */
+            if (++t->slow_calls >= ACE_STATS_FLUSH_EVERY || learn_active()) {
                 t->slow_calls = 0;
                 flush_stats(t);
             }
@@ -236,6 +259,7 @@ static int ace_init(void) {
     ace_page_shift = (unsigned)HAK_CTZ64(os_page_size);
     meta_pool_init(&tcaches, sizeof(struct ace_tcache), HAK_LANE_ACE);
     pagerun_arena_init(&ace_runs);
+    learn_register();
     return 0;
 }
 
@@ -300,6 +324,7 @@ static size_t ace_trim(void) {
 }
 
 static void ace_fork_prepare(void) {
+    learn_fork_prepare();
     pthread_mutex_lock(&shared_lock);
     pagerun_fork_prepare(&ace_runs);
     meta_fork_prepare(&tcaches);
@@ -309,12 +334,14 @@ static void ace_fork_parent(void) {
     meta_fork_parent(&tcaches);
     pagerun_fork_parent(&ace_runs);
     pthread_mutex_unlock(&shared_lock);
+    learn_fork_parent();
 }
 
 static void ace_fork_child(void) {
     meta_fork_child(&tcaches);
     pagerun_fork_child(&ace_runs);
     pthread_mutex_unlock(&shared_lock);
+    learn_fork_child();
 }
 
 static void ace_flush_stats(void) {

@@ -47,6 +47,8 @@ struct ace_tcache {
     uint32_t slow_calls;          /* slow paths since the last stats flush */
     uint32_t stat_ops;            /* -Dstats: fast-path operations since then */
     const struct hak_policy *policy; /* snapshot the limits come from */
+    uint64_t policy_gen;          /* policy_generation when it was read */
+    uint32_t timing_countdown;    /* slow paths until the next timed one (learner) */
     struct stats_batch stats;     /* counters not yet flushed */
     void *slot[ACE_CLASSES][ACE_TCACHE_MAX];
 };

@@ -1,0 +1,735 @@
+/*
+ * learn.c: the learner of the adaptive control engine (see learn.h): the
+ * P2 estimator, the moves, UCB1, the core's window logic, and the thread
+ * that feeds it from the counters and publishes what it decides.
+ * Locks: learn_lock, then policy_lock (inside policy_publish, called after
+ * learn_lock is released).
+ */
+#include "learn.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "ace.h"
+#include "options.h"
+#include "os.h"
+#include "policy.h"
+#include "stats.h"
+
+/* ---- P2 ---------------------------------------------------------------- */
+
+void learn_p2_init(struct learn_p2 *e, double p) {
+    memset(e, 0, sizeof *e);
+    e->p = p;
+}
+
+static void p2_start(struct learn_p2 *e) {
+    /* the first five observations, sorted, become the markers */
+    for (int i = 1; i < 5; i++)
+        for (int j = i; j > 0 && e->q[j - 1] > e->q[j]; j--) {
+            double t = e->q[j];
+            e->q[j] = e->q[j - 1];
+            e->q[j - 1] = t;
+        }
+    double p = e->p;
+    for (int i = 0; i < 5; i++) e->n[i] = i;
+    e->want[0] = 0;
+    e->want[1] = 2 * p;
+    e->want[2] = 4 * p;
+    e->want[3] = 2 + 2 * p;
+    e->want[4] = 4;
+}
+
+/* The piecewise-parabolic prediction for marker i moved by d (+1 or -1). */
+static double p2_parabolic(const struct learn_p2 *e, int i, double d) {
+    const double *q = e->q, *n = e->n;
+    return q[i] + d / (n[i + 1] - n[i - 1]) *
+                      ((n[i] - n[i - 1] + d) * (q[i + 1] - q[i]) / (n[i + 1] - n[i]) +
+                       (n[i + 1] - n[i] - d) * (q[i] - q[i - 1]) / (n[i] - n[i - 1]));
+}
+
+void learn_p2_add(struct learn_p2 *e, double x) {
+    if (e->count < 5) {
+        e->q[e->count++] = x;
+        if (e->count == 5) p2_start(e);
+        return;
+    }
+    e->count++;
+    int k;
+    if (x < e->q[0]) {
+        e->q[0] = x;
+        k = 0;
+    } else if (x >= e->q[4]) {
+        if (x > e->q[4]) e->q[4] = x;
+        k = 3;
+    } else {
+        k = 0;
+        while (k < 3 && x >= e->q[k + 1]) k++;
+    }
+    for (int i = k + 1; i < 5; i++) e->n[i] += 1;
+    const double dn[5] = {0, e->p / 2, e->p, (1 + e->p) / 2, 1};
+    for (int i = 0; i < 5; i++) e->want[i] += dn[i];
+    for (int i = 1; i <= 3; i++) {
+        double d = e->want[i] - e->n[i];
+        if ((d >= 1 && e->n[i + 1] - e->n[i] > 1) || (d <= -1 && e->n[i - 1] - e->n[i] < -1)) {
+            double s = d > 0 ? 1 : -1;
+            double q = p2_parabolic(e, i, s);
+            if (!(e->q[i - 1] < q && q < e->q[i + 1])) { /* linear instead */
+                int j = i + (int)s;
+                q = e->q[i] + s * (e->q[j] - e->q[i]) / (e->n[j] - e->n[i]);
+            }
+            e->q[i] = q;
+            e->n[i] += s;
+        }
+    }
+}
+
+double learn_p2_get(const struct learn_p2 *e) {
+    if (e->count == 0) return 0;
+    if (e->count >= 5) return e->q[2];
+    /* exact, from the few observations (sorted copy) */
+    double v[5];
+    unsigned n = (unsigned)e->count;
+    memcpy(v, e->q, n * sizeof v[0]);
+    for (unsigned i = 1; i < n; i++)
+        for (unsigned j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    unsigned idx = (unsigned)ceil(e->p * n);
+    return v[idx ? idx - 1 : 0];
+}
+
+/* ---- moves ------------------------------------------------------------- */
+
+#define CAP_LARGE_MAX 32
+#define CAP_MID_MAX 64
+#define WMAX_STEP 25
+#define BIGCACHE_MAX_MB 4096
+#define BIGCACHE_FIRST_MB 16
+/* The pool lane's slab (a cap_mid unit): 256 KiB (modules/pool, which this
+ * module may not include). */
+#define MID_SLAB_BYTES ((uint64_t)256 << 10)
+
+static uint32_t up(uint32_t v, uint32_t max) { return v == 0 ? 1 : (v * 2 > max ? max : v * 2); }
+
+bool learn_arm_apply(const struct hak_policy *base, unsigned arm, struct hak_policy *out) {
+    *out = *base;
+    if (arm == LEARN_ARM_STAY || arm >= LEARN_ARMS) return false;
+    if (arm < LEARN_ARM_MID_UP) {
+        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
+        bool grow = ((arm - LEARN_ARM_LARGE_UP) & 1) == 0;
+        for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+            out->cap_large[k] = grow ? up(base->cap_large[k], CAP_LARGE_MAX) : base->cap_large[k] / 2;
+    } else if (arm == LEARN_ARM_MID_UP || arm == LEARN_ARM_MID_DOWN) {
+        for (unsigned k = 0; k < LEARN_MID_CLASSES; k++)
+            out->cap_mid[k] =
+                arm == LEARN_ARM_MID_UP ? up(base->cap_mid[k], CAP_MID_MAX) : base->cap_mid[k] / 2;
+    } else if (arm == LEARN_ARM_WMAX_UP) {
+        out->wmax_large_pct = base->wmax_large_pct + WMAX_STEP > 200 ? 200 : base->wmax_large_pct + WMAX_STEP;
+    } else if (arm == LEARN_ARM_WMAX_DOWN) {
+        out->wmax_large_pct = base->wmax_large_pct < 100 + WMAX_STEP ? 100 : base->wmax_large_pct - WMAX_STEP;
+    } else if (arm == LEARN_ARM_BATCH_UP) {
+        out->refill_batch = up(base->refill_batch, 32);
+    } else if (arm == LEARN_ARM_BATCH_DOWN) {
+        out->refill_batch = base->refill_batch > 1 ? base->refill_batch / 2 : 1;
+    } else if (arm == LEARN_ARM_BIGCACHE_UP) {
+        out->bigcache_mb = base->bigcache_mb == 0
+                               ? BIGCACHE_FIRST_MB
+                               : (base->bigcache_mb * 2 > BIGCACHE_MAX_MB ? BIGCACHE_MAX_MB
+                                                                          : base->bigcache_mb * 2);
+        if (out->bigcache_mb < base->bigcache_mb) out->bigcache_mb = base->bigcache_mb;
+    } else if (arm == LEARN_ARM_BIGCACHE_DOWN) {
+        out->bigcache_mb = base->bigcache_mb / 2;
+    }
+    return memcmp(out, base, sizeof *out) != 0;
+}
+
+const char *learn_arm_name(unsigned arm) {
+    static const char *const names[LEARN_ARMS] = {
+        [LEARN_ARM_STAY] = "stay",
+        [1] = "cap_large 40K..64K x2",    [2] = "cap_large 40K..64K /2",
+        [3] = "cap_large 80K..128K x2",   [4] = "cap_large 80K..128K /2",
+        [5] = "cap_large 160K..256K x2",  [6] = "cap_large 160K..256K /2",
+        [7] = "cap_large 320K..512K x2",  [8] = "cap_large 320K..512K /2",
+        [9] = "cap_large 640K..1M x2",    [10] = "cap_large 640K..1M /2",
+        [LEARN_ARM_MID_UP] = "cap_mid x2",          [LEARN_ARM_MID_DOWN] = "cap_mid /2",
+        [LEARN_ARM_WMAX_UP] = "wmax_large +25%",    [LEARN_ARM_WMAX_DOWN] = "wmax_large -25%",
+        [LEARN_ARM_BATCH_UP] = "refill_batch x2",   [LEARN_ARM_BATCH_DOWN] = "refill_batch /2",
+        [LEARN_ARM_BIGCACHE_UP] = "bigcache x2",    [LEARN_ARM_BIGCACHE_DOWN] = "bigcache /2",
+    };
+    return arm < LEARN_ARMS ? names[arm] : "?";
+}
+_Static_assert(LEARN_ARM_MID_UP == 11, "the names above list five cap_large groups");
+_Static_assert(LEARN_LARGE_CLASSES == ACE_CLASSES, "a cap_large group move covers every class");
+
+uint64_t learn_policy_bytes(const struct hak_policy *p) {
+    uint64_t b = (uint64_t)p->bigcache_mb << 20;
+    for (unsigned k = 0; k < ACE_CLASSES; k++) b += 3ull * p->cap_large[k] * ace_class_size[k];
+    for (unsigned k = 0; k < LEARN_MID_CLASSES; k++) b += p->cap_mid[k] * MID_SLAB_BYTES;
+    return b;
+}
+
+/* ---- UCB1, L1 ---------------------------------------------------------- */
+
+unsigned learn_ucb1(const struct learn_arm *arms, unsigned n, const bool *eligible, double c) {
+    double total = 0;
+    for (unsigned a = 0; a < n; a++)
+        if (eligible[a]) {
+            if (arms[a].pulls < 1) return a; /* every arm once first */
+            total += arms[a].pulls;
+        }
+    unsigned best = 0;
+    double best_score = -1e300;
+    for (unsigned a = 0; a < n; a++) {
+        if (!eligible[a]) continue;
+        double score = arms[a].sum / arms[a].pulls + c * sqrt(log(total) / arms[a].pulls);
+        if (score > best_score) {
+            best_score = score;
+            best = a;
+        }
+    }
+    return best;
+}
+
+double learn_l1(const double *a, const double *b, unsigned n) {
+    double sa = 0, sb = 0, d = 0;
+    for (unsigned i = 0; i < n; i++) {
+        sa += a[i];
+        sb += b[i];
+    }
+    if (sa <= 0 || sb <= 0) return 0;
+    for (unsigned i = 0; i < n; i++) d += fabs(a[i] / sa - b[i] / sb);
+    return d;
+}
+
+/* ---- the core ---------------------------------------------------------- */
+
+void learn_cfg_default(struct learn_cfg *cfg, uint64_t budget_bytes, double hit_mid,
+                       double hit_large) {
+    cfg->budget_bytes = budget_bytes;
+    cfg->target_hit_mid = hit_mid;
+    cfg->target_hit_large = hit_large;
+    cfg->margin = 0.02;
+    cfg->hysteresis = 3;
+    cfg->cooldown = 2;
+    cfg->freeze_after = 40;
+    cfg->canary_every = 20;
+    cfg->shift_l1 = 0.5;
+    cfg->explore = 0.1;
+}
+
+void learn_core_init(struct learn_core *c, const struct learn_cfg *cfg,
+                     const struct hak_policy *start) {
+    memset(c, 0, sizeof *c);
+    c->cfg = *cfg;
+    c->state = HAK_LEARN_LEARN;
+    c->incumbent = *start;
+    c->current = *start;
+    c->trial = LEARN_ARM_STAY;
+}
+
+static double clamp01(double x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
+
+double learn_reward(const struct learn_core *c, const struct learn_obs *o) {
+    double wl = (double)o->allocs_large, wm = (double)o->allocs_mid;
+    double hl = wl > 0 ? 1 - (double)o->misses_large / wl : 1;
+    double hm = wm > 0 ? 1 - (double)o->misses_mid / wm : 1;
+    double sl = clamp01(clamp01(hl) / c->cfg.target_hit_large);
+    double sm = clamp01(clamp01(hm) / c->cfg.target_hit_mid);
+    double hit = wl + wm > 0 ? (wl * sl + wm * sm) / (wl + wm) : 1;
+    double total = (double)(o->allocs_mid + o->allocs_large + o->allocs_huge);
+    double os_rate = total > 0 ? (double)o->os_events / total : 0;
+    double os_score = 1 / (1 + 8 * os_rate);
+    uint64_t held = learn_policy_bytes(&c->current);
+    if (o->cached_bytes > held) held = o->cached_bytes;
+    double mem = clamp01((double)held / (double)c->cfg.budget_bytes);
+    double waste = (c->current.wmax_large_pct - 100) / 100.0 * 0.05; /* W_MAX's internal waste */
+    return clamp01(0.6 * hit + 0.3 * os_score + 0.1 * (1 - mem) - waste);
+}
+
+static bool group_has_traffic(const struct learn_core *c, unsigned first, unsigned count) {
+    double t = 0;
+    for (unsigned i = first; i < first + count; i++) t += c->recent[i];
+    return t >= 1;
+}
+
+/* Arms worth trying now: they change the incumbent, stay within the budget,
+ * and act on a class or lane that has had traffic lately. */
+static void eligible_arms(const struct learn_core *c, const struct learn_obs *o, bool *ok) {
+    bool mid = group_has_traffic(c, 0, LEARN_MID_CLASSES);
+    bool large = group_has_traffic(c, LEARN_MID_CLASSES, LEARN_LARGE_CLASSES);
+    bool huge = group_has_traffic(c, LEARN_SIG_BINS - 1, 1);
+    bool over = o->cached_bytes > c->cfg.budget_bytes; /* measured: only shrink */
+    ok[LEARN_ARM_STAY] = true;
+    for (unsigned a = 1; a < LEARN_ARMS; a++) {
+        struct hak_policy cand;
+        bool grows = ((a - 1) & 1) == 0;
+        ok[a] = learn_arm_apply(&c->incumbent, a, &cand) &&
+                learn_policy_bytes(&cand) <= c->cfg.budget_bytes && !(over && grows);
+        if (!ok[a]) continue;
+        if (a < LEARN_ARM_MID_UP)
+            ok[a] = group_has_traffic(c, LEARN_MID_CLASSES + (a - 1) / 2 * LEARN_GROUP_CLASSES,
+                                      LEARN_GROUP_CLASSES);
+        else if (a <= LEARN_ARM_MID_DOWN)
+            ok[a] = mid;
+        else if (a <= LEARN_ARM_BATCH_DOWN)
+            ok[a] = large;
+        else
+            ok[a] = huge;
+    }
+}
+
+static HAK_PRINTF(3, 4) void say(char *why, size_t cap, const char *fmt, ...) {
+    if (!why || !cap) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+}
+
+static double mean(const struct learn_arm *a) { return a->pulls > 0 ? a->sum / a->pulls : 0; }
+
+/* Shrinks the incumbent until it fits the budget (a budget below the
+ * starting policy, or HAKMEM_BUDGET_MB lowered). */
+static bool fit_budget(struct learn_core *c) {
+    bool changed = false;
+    for (int round = 0; round < 16 && learn_policy_bytes(&c->incumbent) > c->cfg.budget_bytes;
+         round++) {
+        struct hak_policy p = c->incumbent;
+        for (unsigned k = 0; k < HAK_POLICY_CLASSES; k++) {
+            p.cap_large[k] /= 2;
+            p.cap_mid[k] /= 2;
+        }
+        p.bigcache_mb /= 2;
+        c->incumbent = p;
+        changed = true;
+    }
+    return changed;
+}
+
+/* The adopted arm's evidence now describes the incumbent; the old
+ * incumbent is the opposite move; other moves keep half their evidence. */
+static void adopt(struct learn_core *c, unsigned arm) {
+    struct learn_arm won = c->arms[arm], stayed = c->arms[LEARN_ARM_STAY];
+    unsigned opposite = ((arm - 1) & 1) == 0 ? arm + 1 : arm - 1;
+    for (unsigned a = 0; a < LEARN_ARMS; a++) {
+        c->arms[a].pulls /= 2;
+        c->arms[a].sum /= 2;
+    }
+    c->arms[LEARN_ARM_STAY] = won;
+    c->arms[opposite] = stayed;
+    c->arms[arm].pulls = 0; /* the same move again: untried */
+    c->arms[arm].sum = 0;
+    learn_arm_apply(&c->incumbent, arm, &c->incumbent);
+    c->adoptions++;
+    c->quiet = 0;
+    c->cooldown_left = c->cfg.cooldown;
+    c->leader = LEARN_ARM_STAY;
+    c->streak = 0;
+}
+
+static void sig_of(const struct learn_obs *o, double *out) {
+    for (unsigned i = 0; i < LEARN_SIG_BINS; i++) out[i] = (double)o->sig[i];
+}
+
+bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct hak_policy *out,
+                       char *why, size_t why_cap) {
+    c->windows++;
+    uint64_t total = o->allocs_mid + o->allocs_large + o->allocs_huge;
+    bool idle = total < LEARN_MIN_ALLOCS;
+    if (!idle)
+        for (unsigned i = 0; i < LEARN_SIG_BINS; i++)
+            c->recent[i] = c->recent[i] * 0.75 + (double)o->sig[i];
+
+    if (c->state == HAK_LEARN_FROZEN) {
+        if (++c->frozen_windows >= c->cfg.canary_every) {
+            c->frozen_windows = 0;
+            c->state = HAK_LEARN_CANARY;
+        }
+        return false;
+    }
+    if (c->state == HAK_LEARN_CANARY) {
+        if (idle) return false;
+        double now[LEARN_SIG_BINS];
+        sig_of(o, now);
+        c->last_l1 = learn_l1(now, c->frozen_sig, LEARN_SIG_BINS);
+        if (c->last_l1 > c->cfg.shift_l1) {
+            c->state = HAK_LEARN_LEARN;
+            c->relearns++;
+            memset(c->arms, 0, sizeof c->arms);
+            memcpy(c->recent, now, sizeof now);
+            c->quiet = 0;
+            c->leader = LEARN_ARM_STAY;
+            c->streak = 0;
+        } else {
+            c->state = HAK_LEARN_FROZEN;
+        }
+        return false;
+    }
+
+    /* LEARN */
+    if (fit_budget(c)) {
+        c->current = c->incumbent;
+        c->trial = LEARN_ARM_STAY;
+        *out = c->current;
+        c->publishes++;
+        say(why, why_cap, "budget: caps halved to fit %llu MiB",
+            (unsigned long long)(c->cfg.budget_bytes >> 20));
+        return true;
+    }
+    if (idle) return false; /* no evidence: keep whatever is on trial */
+    double r = learn_reward(c, o);
+    c->last_reward = r;
+    c->arms[c->trial].pulls += 1;
+    c->arms[c->trial].sum += r;
+
+    bool ok[LEARN_ARMS];
+    eligible_arms(c, o, ok);
+    unsigned next = LEARN_ARM_STAY;
+    if (c->cooldown_left > 0) {
+        c->cooldown_left--;
+    } else {
+        /* hysteresis: the best-scoring move must beat staying by the margin
+         * in several of its own windows running */
+        unsigned best = LEARN_ARM_STAY;
+        double best_mean = -1;
+        for (unsigned a = 1; a < LEARN_ARMS; a++)
+            if (ok[a] && c->arms[a].pulls >= 2 && mean(&c->arms[a]) > best_mean) {
+                best = a;
+                best_mean = mean(&c->arms[a]);
+            }
+        double stay = mean(&c->arms[LEARN_ARM_STAY]);
+        if (best != LEARN_ARM_STAY && c->arms[LEARN_ARM_STAY].pulls >= 1 &&
+            best_mean >= stay + c->cfg.margin) {
+            if (best != c->leader) {
+                c->leader = best;
+                c->streak = 0;
+            }
+            if (c->trial == best) c->streak++;
+        } else {
+            c->leader = LEARN_ARM_STAY;
+            c->streak = 0;
+        }
+        if (c->leader != LEARN_ARM_STAY && c->streak >= c->cfg.hysteresis) {
+            unsigned arm = c->leader;
+            struct hak_policy old = c->incumbent;
+            adopt(c, arm);
+            c->current = c->incumbent;
+            c->trial = LEARN_ARM_STAY;
+            *out = c->current;
+            c->publishes++;
+            say(why, why_cap,
+                "adopt %s (reward %.3f vs %.3f staying, %u windows running; wmax %u->%u, "
+                "batch %u->%u, bigcache %u->%u MiB)",
+                learn_arm_name(arm), best_mean, stay, c->cfg.hysteresis, old.wmax_large_pct,
+                c->incumbent.wmax_large_pct, old.refill_batch, c->incumbent.refill_batch,
+                old.bigcache_mb, c->incumbent.bigcache_mb);
+            return true;
+        }
+        if (++c->quiet >= c->cfg.freeze_after && c->leader == LEARN_ARM_STAY) {
+            c->state = HAK_LEARN_FROZEN;
+            c->frozen_windows = 0;
+            memcpy(c->frozen_sig, c->recent, sizeof c->recent);
+            bool back = c->trial != LEARN_ARM_STAY;
+            c->trial = LEARN_ARM_STAY;
+            c->current = c->incumbent;
+            if (back) {
+                *out = c->current;
+                c->publishes++;
+                say(why, why_cap, "frozen: no move beat the policy in %u windows", c->quiet);
+            }
+            return back;
+        }
+        next = learn_ucb1(c->arms, LEARN_ARMS, ok, c->cfg.explore);
+    }
+    if (next == c->trial) return false;
+    unsigned was = c->trial;
+    c->trial = next;
+    if (next == LEARN_ARM_STAY) {
+        c->current = c->incumbent;
+        say(why, why_cap, "back to the incumbent after trying %s (reward %.3f)",
+            learn_arm_name(was), r);
+    } else {
+        learn_arm_apply(&c->incumbent, next, &c->current);
+        c->trials++;
+        say(why, why_cap, "trial %s for a window (UCB1; last reward %.3f)", learn_arm_name(next),
+            r);
+    }
+    *out = c->current;
+    c->publishes++;
+    return true;
+}
+
+/* ---- the runtime ------------------------------------------------------- */
+
+/* A window closes after this many allocations at the latest. */
+#define WINDOW_EVENTS 32768
+#define LEARN_STACK ((size_t)128 * 1024)
+#define RING 256 /* sampled refill latencies waiting for the learner */
+
+static pthread_mutex_t learn_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct learn_core core;
+static bool core_ready;
+static struct learn_p2 refill_p99;
+static uint64_t threads_started;
+/* 0: no thread; 1: starting or running; 2: could not start (no retry). */
+static _Atomic int thread_state;
+_Atomic bool learn_sampling;
+_Atomic bool learn_running;
+static _Atomic uint32_t ring[RING];
+static _Atomic uint64_t ring_head;
+static uint64_t ring_tail; /* the learner's */
+
+void learn_note_refill_ns(uint64_t ns) {
+    uint64_t i = atomic_fetch_add_relaxed(&ring_head, 1);
+    atomic_store_relaxed(&ring[i % RING], (uint32_t)(ns > UINT32_MAX ? UINT32_MAX : ns));
+}
+
+/* The counters the learner reads, summed as it needs them. */
+struct reading {
+    uint64_t allocs_all;
+    struct learn_obs o; /* cumulative values; cached_bytes is current */
+};
+
+static uint64_t cls_ctr(int lane, unsigned k, enum hak_class_counter i) {
+    return atomic_load_relaxed(&stats_classes[lane][k].c[i]);
+}
+
+static void read_counters(struct reading *r) {
+    memset(r, 0, sizeof *r);
+    struct learn_obs *o = &r->o;
+    for (unsigned k = 0; k < LEARN_MID_CLASSES; k++) {
+        uint64_t a = cls_ctr(HAK_LANE_POOL, k, HAK_CCTR_allocs);
+        o->allocs_mid += a;
+        o->misses_mid += cls_ctr(HAK_LANE_POOL, k, HAK_CCTR_refills);
+        o->sig[k] = a;
+    }
+    for (unsigned k = 0; k < ACE_CLASSES; k++) {
+        uint64_t a = cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_allocs);
+        o->allocs_large += a;
+        o->misses_large += cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_refills);
+        o->sig[LEARN_MID_CLASSES + k] = a;
+    }
+    o->allocs_huge = atomic_load_relaxed(&stats_lanes[HAK_LANE_HUGE].c[HAK_CTR_allocs]);
+    o->sig[LEARN_SIG_BINS - 1] = o->allocs_huge;
+    const int lanes[] = {HAK_LANE_POOL, HAK_LANE_ACE, HAK_LANE_HUGE};
+    for (unsigned i = 0; i < sizeof lanes / sizeof lanes[0]; i++) {
+        const struct stats_lane *s = &stats_lanes[lanes[i]];
+        uint64_t c[HAK_CTR_COUNT];
+        for (int j = 0; j < HAK_CTR_COUNT; j++) c[j] = atomic_load_relaxed(&s->c[j]);
+        o->os_events += c[HAK_CTR_os_maps] + c[HAK_CTR_os_unmaps] + c[HAK_CTR_purges];
+        uint64_t mapped = c[HAK_CTR_os_map_bytes] - c[HAK_CTR_os_unmap_bytes];
+        uint64_t live = c[HAK_CTR_alloc_bytes] - c[HAK_CTR_free_bytes];
+        if (mapped > live && mapped - live < ((uint64_t)1 << 62)) o->cached_bytes += mapped - live;
+    }
+    r->allocs_all = o->allocs_mid + o->allocs_large + o->allocs_huge +
+                    atomic_load_relaxed(&stats_lanes[HAK_LANE_TINY].c[HAK_CTR_allocs]);
+}
+
+static void delta(const struct reading *now, const struct reading *base, struct learn_obs *o) {
+    const struct learn_obs *a = &now->o, *b = &base->o;
+    o->allocs_mid = a->allocs_mid - b->allocs_mid;
+    o->misses_mid = a->misses_mid - b->misses_mid;
+    o->allocs_large = a->allocs_large - b->allocs_large;
+    o->misses_large = a->misses_large - b->misses_large;
+    o->allocs_huge = a->allocs_huge - b->allocs_huge;
+    o->os_events = a->os_events - b->os_events;
+    o->cached_bytes = a->cached_bytes;
+    for (unsigned i = 0; i < LEARN_SIG_BINS; i++) o->sig[i] = a->sig[i] - b->sig[i];
+}
+
+static void sleep_ns(uint64_t ns) {
+    struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+    nanosleep(&ts, NULL);
+}
+
+static void drain_latencies(void) {
+    uint64_t head = atomic_load_relaxed(&ring_head);
+    if (head - ring_tail > RING) ring_tail = head - RING; /* overwritten: skip */
+    for (; ring_tail < head; ring_tail++)
+        learn_p2_add(&refill_p99, (double)atomic_load_relaxed(&ring[ring_tail % RING]));
+}
+
+static void *learner_main(void *arg) {
+    (void)arg;
+    uint64_t window_ns = (uint64_t)hak_opt(HAK_OPT_LEARN_WINDOW_MS) * 1000000u;
+    pthread_mutex_lock(&learn_lock);
+    if (!core_ready) {
+        struct learn_cfg cfg;
+        learn_cfg_default(&cfg, (uint64_t)hak_opt(HAK_OPT_BUDGET_MB) << 20,
+                          (double)hak_opt(HAK_OPT_TARGET_HIT_MID) / 100,
+                          (double)hak_opt(HAK_OPT_TARGET_HIT_LARGE) / 100);
+        learn_core_init(&core, &cfg, policy_current());
+        learn_p2_init(&refill_p99, 0.99);
+        core_ready = true;
+    }
+    int state = core.state;
+    pthread_mutex_unlock(&learn_lock);
+    atomic_store_relaxed(&learn_sampling, state != HAK_LEARN_FROZEN);
+    struct reading base, now;
+    read_counters(&base);
+    uint64_t start = os_now_ns();
+    for (;;) {
+        sleep_ns(state == HAK_LEARN_FROZEN ? window_ns : window_ns / 4);
+        read_counters(&now);
+        uint64_t t = os_now_ns();
+        if (state != HAK_LEARN_FROZEN && now.allocs_all - base.allocs_all < WINDOW_EVENTS &&
+            t - start < window_ns)
+            continue;
+        struct learn_obs o;
+        delta(&now, &base, &o);
+        base = now;
+        start = t;
+        struct hak_policy pol;
+        char why[256];
+        pthread_mutex_lock(&learn_lock);
+        drain_latencies();
+        int before = core.state;
+        bool publish = learn_core_window(&core, &o, &pol, why, sizeof why);
+        state = core.state;
+        double l1 = core.last_l1;
+        pthread_mutex_unlock(&learn_lock);
+        if (publish) {
+            const struct hak_policy *old = policy_current();
+            /* one line per knob that changed: knob, old, new, why */
+            for (unsigned k = 0; k < HAK_POLICY_CLASSES; k++) {
+                if (old->cap_large[k] != pol.cap_large[k])
+                    hak_verbose("learn: cap_large[%u KiB] %u -> %u: %s",
+                                k < ACE_CLASSES ? ace_class_size[k] >> 10 : 0, old->cap_large[k],
+                                pol.cap_large[k], why);
+                if (old->cap_mid[k] != pol.cap_mid[k])
+                    hak_verbose("learn: cap_mid[%u] %u -> %u: %s", k, old->cap_mid[k],
+                                pol.cap_mid[k], why);
+            }
+            if (old->wmax_large_pct != pol.wmax_large_pct)
+                hak_verbose("learn: wmax_large %u%% -> %u%%: %s", old->wmax_large_pct,
+                            pol.wmax_large_pct, why);
+            if (old->refill_batch != pol.refill_batch)
+                hak_verbose("learn: refill_batch %u -> %u: %s", old->refill_batch,
+                            pol.refill_batch, why);
+            if (old->bigcache_mb != pol.bigcache_mb)
+                hak_verbose("learn: bigcache %u -> %u MiB: %s", old->bigcache_mb,
+                            pol.bigcache_mb, why);
+            policy_publish(&pol);
+        }
+        if (before != state) {
+            static const char *const names[] = {"off", "LEARN", "FROZEN", "CANARY"};
+            hak_verbose("learn: %s -> %s (signature L1 %.2f)", names[before], names[state], l1);
+        }
+        atomic_store_relaxed(&learn_sampling, state != HAK_LEARN_FROZEN);
+    }
+    return NULL;
+}
+
+static HAK_NOINLINE HAK_COLD void learner_start(void) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong_explicit(&thread_state, &expected, 1,
+                                                 memory_order_acq_rel, memory_order_relaxed))
+        return;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, LEARN_STACK);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the learner takes no signal */
+    pthread_t t;
+    int err = pthread_create(&t, &attr, learner_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (err) {
+        atomic_store_release(&thread_state, 2);
+        hak_verbose("learn: cannot start the learner thread (error %d)", err);
+        return;
+    }
+    pthread_mutex_lock(&learn_lock);
+    threads_started++;
+    pthread_mutex_unlock(&learn_lock);
+    atomic_store_relaxed(&learn_running, true);
+    hak_verbose("learn: learner thread started");
+}
+
+void learn_tick(void) {
+    if (HAK_LIKELY(atomic_load_relaxed(&thread_state) != 0)) return;
+    if (!hak_opt(HAK_OPT_LEARN)) return;
+    learner_start();
+}
+
+static void learn_info(struct hak_learn_info *out) {
+    pthread_mutex_lock(&learn_lock);
+    out->running = atomic_load_relaxed(&thread_state) == 1;
+    out->state = core_ready ? core.state : (hak_opt(HAK_OPT_LEARN) ? HAK_LEARN_LEARN : HAK_LEARN_OFF);
+    out->threads_started = threads_started;
+    out->windows = core.windows;
+    out->trials = core.trials;
+    out->adoptions = core.adoptions;
+    out->publishes = core.publishes;
+    out->relearns = core.relearns;
+    out->refill_p99_ns = (uint64_t)learn_p2_get(&refill_p99);
+    pthread_mutex_unlock(&learn_lock);
+}
+
+static size_t learn_report(bool json, char *buf, size_t cap) {
+    struct hak_learn_info li;
+    memset(&li, 0, sizeof li);
+    learn_info(&li);
+    static const char *const names[] = {"off", "LEARN", "FROZEN", "CANARY"};
+    const struct hak_policy *p = policy_current();
+    int n;
+    pthread_mutex_lock(&learn_lock);
+    double reward = core.last_reward, l1 = core.last_l1;
+    pthread_mutex_unlock(&learn_lock);
+    if (json) {
+        n = snprintf(buf, cap,
+                     "{\"state\":\"%s\",\"running\":%d,\"windows\":%llu,\"trials\":%llu,"
+                     "\"adoptions\":%llu,\"publishes\":%llu,\"relearns\":%llu,"
+                     "\"last_reward\":%.4f,\"last_l1\":%.4f,\"refill_p99_ns\":%llu,"
+                     "\"policy_bytes\":%llu}",
+                     names[li.state & 3], li.running, (unsigned long long)li.windows,
+                     (unsigned long long)li.trials, (unsigned long long)li.adoptions,
+                     (unsigned long long)li.publishes, (unsigned long long)li.relearns, reward,
+                     l1, (unsigned long long)li.refill_p99_ns,
+                     (unsigned long long)learn_policy_bytes(p));
+    } else {
+        n = snprintf(buf, cap,
+                     "  learner: %s, %llu windows, %llu trials, %llu adopted, %llu published, "
+                     "%llu relearns, last reward %.3f, refill p99 %llu ns\n"
+                     "  learner policy: cap_large by class group [%u %u %u %u %u], cap_mid[0] %u, "
+                     "policy bytes %llu KiB\n",
+                     names[li.state & 3], (unsigned long long)li.windows,
+                     (unsigned long long)li.trials, (unsigned long long)li.adoptions,
+                     (unsigned long long)li.publishes, (unsigned long long)li.relearns, reward,
+                     (unsigned long long)li.refill_p99_ns, p->cap_large[0], p->cap_large[4],
+                     p->cap_large[8], p->cap_large[12], p->cap_large[16], p->cap_mid[0],
+                     (unsigned long long)(learn_policy_bytes(p) >> 10));
+    }
+    if (n < 0) n = 0;
+    return (size_t)n < cap ? (size_t)n : cap - 1;
+}
+
+static const struct policy_controller learner = {
+    .tick = learn_tick,
+    .info = learn_info,
+    .report = learn_report,
+};
+
+void learn_register(void) { policy_set_controller(&learner); }
+
+void learn_fork_prepare(void) { pthread_mutex_lock(&learn_lock); }
+void learn_fork_parent(void) { pthread_mutex_unlock(&learn_lock); }
+
+void learn_fork_child(void) {
+    pthread_mutex_unlock(&learn_lock);
+    /* the parent's learner thread is not here: the next slow path starts one */
+    atomic_store_relaxed(&thread_state, 0);
+    atomic_store_relaxed(&learn_running, false);
+    atomic_store_relaxed(&learn_sampling, false);
+    threads_started = 0;
+}
