@@ -106,6 +106,10 @@ REGISTRY: tuple[Bench, ...] = (
           callgrind=False),
     Bench("thread_churn", "thread_churn", (), ("--iters", "500"), True,
           "many short-lived threads; some blocks freed after their owner exits"),
+    Bench("ace_cycle", "ace_cycle", (), ("--frames", "300"), False,
+          "frames of 64-512 KiB buffers, two alternating working sets above the default "
+          "ACE caps (the learner's benchmark: HAKMEM_LEARN=0 vs 1)",
+          small=("--frames", "200", "--think", "0")),
 )
 
 BENCH_BY_NAME = {b.name: b for b in REGISTRY}

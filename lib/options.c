@@ -80,7 +80,7 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_LEARN] = {"HAKMEM_LEARN", HAK_OPT_BOOL, 0, 0, 1, NULL,
                        "run the learner: a background thread that tunes caches, W_MAX and "
                        "refill batches through the policy snapshot (-Dlearn builds)"},
-    [HAK_OPT_LEARN_WINDOW_MS] = {"HAKMEM_LEARN_WINDOW_MS", HAK_OPT_INT, 50, 5, 60000, NULL,
+    [HAK_OPT_LEARN_WINDOW_MS] = {"HAKMEM_LEARN_WINDOW_MS", HAK_OPT_INT, 20, 5, 60000, NULL,
                                  "learner: a window closes after this many milliseconds or "
                                  "32768 allocations, whichever comes first"},
     [HAK_OPT_BUDGET_MB] = {"HAKMEM_BUDGET_MB", HAK_OPT_INT, 256, 1, 65536, NULL,

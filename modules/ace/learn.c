@@ -117,7 +117,11 @@ double learn_p2_get(const struct learn_p2 *e) {
  * module may not include). */
 #define MID_SLAB_BYTES ((uint64_t)256 << 10)
 
-static uint32_t up(uint32_t v, uint32_t max) { return v == 0 ? 1 : (v * 2 > max ? max : v * 2); }
+/* A step up: doubled, at least +2 (so that a cap of 1 does not crawl). */
+static uint32_t up(uint32_t v, uint32_t max) {
+    uint32_t n = v * 2 > v + 2 ? v * 2 : v + 2;
+    return n > max ? max : n;
+}
 
 bool learn_arm_apply(const struct hak_policy *base, unsigned arm, struct hak_policy *out) {
     *out = *base;
@@ -216,7 +220,7 @@ void learn_cfg_default(struct learn_cfg *cfg, uint64_t budget_bytes, double hit_
     cfg->budget_bytes = budget_bytes;
     cfg->target_hit_mid = hit_mid;
     cfg->target_hit_large = hit_large;
-    cfg->margin = 0.02;
+    cfg->margin = 0.01;
     cfg->hysteresis = 3;
     cfg->cooldown = 2;
     cfg->freeze_after = 40;
@@ -557,6 +561,9 @@ static void drain_latencies(void) {
         learn_p2_add(&refill_p99, (double)atomic_load_relaxed(&ring[ring_tail % RING]));
 }
 
+static void log_changes(const struct hak_policy *old, const struct hak_policy *pol,
+                        const char *why);
+
 static void *learner_main(void *arg) {
     (void)arg;
     uint64_t window_ns = (uint64_t)hak_opt(HAK_OPT_LEARN_WINDOW_MS) * 1000000u;
@@ -597,26 +604,7 @@ static void *learner_main(void *arg) {
         double l1 = core.last_l1;
         pthread_mutex_unlock(&learn_lock);
         if (publish) {
-            const struct hak_policy *old = policy_current();
-            /* one line per knob that changed: knob, old, new, why */
-            for (unsigned k = 0; k < HAK_POLICY_CLASSES; k++) {
-                if (old->cap_large[k] != pol.cap_large[k])
-                    hak_verbose("learn: cap_large[%u KiB] %u -> %u: %s",
-                                k < ACE_CLASSES ? ace_class_size[k] >> 10 : 0, old->cap_large[k],
-                                pol.cap_large[k], why);
-                if (old->cap_mid[k] != pol.cap_mid[k])
-                    hak_verbose("learn: cap_mid[%u] %u -> %u: %s", k, old->cap_mid[k],
-                                pol.cap_mid[k], why);
-            }
-            if (old->wmax_large_pct != pol.wmax_large_pct)
-                hak_verbose("learn: wmax_large %u%% -> %u%%: %s", old->wmax_large_pct,
-                            pol.wmax_large_pct, why);
-            if (old->refill_batch != pol.refill_batch)
-                hak_verbose("learn: refill_batch %u -> %u: %s", old->refill_batch,
-                            pol.refill_batch, why);
-            if (old->bigcache_mb != pol.bigcache_mb)
-                hak_verbose("learn: bigcache %u -> %u MiB: %s", old->bigcache_mb,
-                            pol.bigcache_mb, why);
+            log_changes(policy_current(), &pol, why);
             policy_publish(&pol);
         }
         if (before != state) {
@@ -626,6 +614,37 @@ static void *learner_main(void *arg) {
         atomic_store_relaxed(&learn_sampling, state != HAK_LEARN_FROZEN);
     }
     return NULL;
+}
+
+/* HAKMEM_VERBOSE: one line per knob (a cap group counts as one) that
+ * differs between old and new: the knob, old and new values, why. */
+static void log_changes(const struct hak_policy *old, const struct hak_policy *pol,
+                        const char *why) {
+    if (HAK_BENCH_MINIMAL || !hak_verbose_on) return;
+    if (memcmp(old, pol, sizeof *old) == 0) { /* an adoption of the policy on trial */
+        hak_log("learn: policy kept: %s", why);
+        return;
+    }
+    for (unsigned g = 0; g < LEARN_GROUPS; g++) {
+        unsigned k = g * LEARN_GROUP_CLASSES;
+        if (memcmp(&old->cap_large[k], &pol->cap_large[k], LEARN_GROUP_CLASSES * sizeof(uint32_t)))
+            hak_log("learn: cap_large[%u..%u KiB] %u,%u,%u,%u -> %u,%u,%u,%u: %s",
+                    ace_class_size[k] >> 10, ace_class_size[k + 3] >> 10, old->cap_large[k],
+                    old->cap_large[k + 1], old->cap_large[k + 2], old->cap_large[k + 3],
+                    pol->cap_large[k], pol->cap_large[k + 1], pol->cap_large[k + 2],
+                    pol->cap_large[k + 3], why);
+    }
+    _Static_assert(LEARN_GROUP_CLASSES == 4, "the line above prints four classes");
+    if (memcmp(old->cap_mid, pol->cap_mid, sizeof old->cap_mid))
+        hak_log("learn: cap_mid[1280 B] %u -> %u (every pool class alike): %s", old->cap_mid[0],
+                pol->cap_mid[0], why);
+    if (old->wmax_large_pct != pol->wmax_large_pct)
+        hak_log("learn: wmax_large %u%% -> %u%%: %s", old->wmax_large_pct, pol->wmax_large_pct,
+                why);
+    if (old->refill_batch != pol->refill_batch)
+        hak_log("learn: refill_batch %u -> %u: %s", old->refill_batch, pol->refill_batch, why);
+    if (old->bigcache_mb != pol->bigcache_mb)
+        hak_log("learn: bigcache %u -> %u MiB: %s", old->bigcache_mb, pol->bigcache_mb, why);
 }
 
 static HAK_NOINLINE HAK_COLD void learner_start(void) {
