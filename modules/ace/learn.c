@@ -477,6 +477,8 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
 #define WINDOW_EVENTS 32768
 #define LEARN_STACK ((size_t)128 * 1024)
 #define RING 256 /* sampled refill latencies waiting for the learner */
+/* A FROZEN window lasts this many windows (the learner sleeps through it). */
+#define FROZEN_WINDOWS 8
 
 static pthread_mutex_t learn_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct learn_core core;
@@ -584,7 +586,8 @@ static void *learner_main(void *arg) {
     read_counters(&base);
     uint64_t start = os_now_ns();
     for (;;) {
-        sleep_ns(state == HAK_LEARN_FROZEN ? window_ns : window_ns / 4);
+        /* FROZEN: one look at the counters every FROZEN_WINDOWS windows */
+        sleep_ns(state == HAK_LEARN_FROZEN ? FROZEN_WINDOWS * window_ns : window_ns / 4);
         read_counters(&now);
         uint64_t t = os_now_ns();
         if (state != HAK_LEARN_FROZEN && now.allocs_all - base.allocs_all < WINDOW_EVENTS &&
