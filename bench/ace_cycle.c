@@ -30,7 +30,7 @@ static const uint64_t set_b[] = {256, 256, 256, 256, 256, 256, 256, 256,
 
 int main(int argc, char **argv)
 {
-    uint64_t frames = 100000, phase = 1, think = 200, seed = 1;
+    uint64_t frames = 500000, phase = 1, think = 200, seed = 1;
     bench_opt opts[] = {
         { "frames", BENCH_OPT_U64, &frames, "frames (each allocates and frees its buffers)" },
         { "phase", BENCH_OPT_U64, &phase, "frames before the other set of sizes takes over" },

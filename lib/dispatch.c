@@ -103,13 +103,15 @@ static void flush_my_stats(void) {
 
 static void make_thread_key(void) { pthread_key_create(&thread_key, thread_exit); }
 
+static void malloc_configure(void);
+
 /* Phase 1: everything an allocation needs, without allocating. */
 static int init_core(void) {
     options_defaults();
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init();
-    sites_configure();
+    malloc_configure();
     int err = os_init();
     if (!err) err = segmap_init();
     for (int id = 1; id < HAK_LANE_COUNT && !err; id++)
@@ -189,7 +191,7 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init(); /* the options may have changed its defaults */
-    sites_configure();
+    malloc_configure();
     policy_enable_controller(); /* the C library is ready for its thread */
     if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_HELP)) options_print_help();
     log_configuration();
@@ -254,17 +256,46 @@ static HAK_ALWAYS_INLINE void *malloc_inline(size_t size) {
     return alloc_generic(size, NULL);
 }
 
-/* HAKMEM_SITE_PROFILE=1: malloc also samples its caller. */
-static HAK_NOINLINE HAK_COLD void *malloc_sampled(size_t size, uintptr_t site) {
-    void *p = malloc_inline(size);
-    sites_sample(site, size, p);
-    return p;
+/* The ranges hak_malloc sends to the lanes' inline fast paths: the lane
+ * boundaries, or empty ranges with HAKMEM_SITE_PROFILE=1, so that every
+ * call falls through to malloc_generic, which samples its caller. They
+ * take the place of the constants in the same comparisons, so with
+ * profiling off malloc runs the same instructions as without it (an
+ * immediate operand becomes a memory operand). Written only at
+ * initialisation (first call, constructor). */
+static size_t fast_tiny_max = HAK_TINY_MAX;
+static size_t fast_pool_span = HAK_POOL_MAX - HAK_TINY_MAX;
+static size_t fast_ace_span = HAK_ACE_MAX - HAK_POOL_MAX;
+
+static void malloc_configure(void) {
+    sites_configure();
+    fast_tiny_max = sites_sampling ? 0 : HAK_TINY_MAX;
+    fast_pool_span = sites_sampling ? 0 : HAK_POOL_MAX - HAK_TINY_MAX;
+    fast_ace_span = sites_sampling ? 0 : HAK_ACE_MAX - HAK_POOL_MAX;
+}
+
+/* Everything hak_malloc's fast ranges do not take: sizes above the lanes,
+ * and every call while call sites are sampled. */
+static HAK_NOINLINE void *malloc_generic(size_t size, uintptr_t site) {
+    if (HAK_UNLIKELY(sites_sampling)) {
+        void *p = malloc_inline(size);
+        sites_sample(site, size, p);
+        return p;
+    }
+    return alloc_generic(size, NULL);
 }
 
 HAK_EXPORT void *hak_malloc(size_t size) {
-    if (HAK_UNLIKELY(sites_sampling))
-        return malloc_sampled(size, (uintptr_t)HAK_RETURN_ADDRESS());
-    return malloc_inline(size);
+#if HAK_HAVE_TINY
+    if (HAK_LIKELY(size <= fast_tiny_max)) return tiny_alloc_fast(size);
+#endif
+#if HAK_HAVE_POOL
+    if (HAK_LIKELY(size - (HAK_TINY_MAX + 1) < fast_pool_span)) return pool_alloc_fast(size);
+#endif
+#if HAK_HAVE_ACE
+    if (HAK_LIKELY(size - (HAK_POOL_MAX + 1) < fast_ace_span)) return ace_alloc_fast(size);
+#endif
+    return malloc_generic(size, (uintptr_t)HAK_RETURN_ADDRESS());
 }
 
 HAK_EXPORT HAK_NOINLINE void *hak_alloc_cs(size_t size) {
@@ -434,7 +465,7 @@ HAK_EXPORT size_t hak_usable_size(const void *p) {
 }
 
 HAK_EXPORT void *hak_realloc(void *p, size_t size) {
-    if (p == NULL) return hak_malloc(size);
+    if (p == NULL) return malloc_inline(size);
     if (size == 0) {
         hak_free(p);
         return NULL;
@@ -452,7 +483,7 @@ HAK_EXPORT void *hak_realloc(void *p, size_t size) {
         void *q = lane->resize(p, head, size);
         if (q) return q;
     }
-    void *q = hak_malloc(size);
+    void *q = malloc_inline(size);
     if (!q) {
         if (size <= old) return p; /* a shrink that could not move keeps the block */
         return NULL;
