@@ -74,4 +74,9 @@ static const struct policy_controller *pending_ctl;
 
 void policy_set_controller(const struct policy_controller *c) { pending_ctl = c; }
 
-void policy_enable_controller(void) { atomic_store_release(&policy_ctl, pending_ctl); }
+_Atomic bool policy_ticking;
+
+void policy_enable_controller(void) {
+    atomic_store_release(&policy_ctl, pending_ctl);
+    atomic_store_release(&policy_ticking, pending_ctl != NULL && pending_ctl->wanted());
+}

@@ -43,6 +43,9 @@ void policy_fork_child(void);
 
 /* A policy controller: a background learner that publishes snapshots. */
 struct policy_controller {
+    /* Whether the controller should run (its option); asked once, when it
+     * is enabled. A controller that should not run is never ticked. */
+    bool (*wanted)(void);
     /* From allocator slow paths, the caller holding no hakmem lock: starts
      * the controller's thread when it should run and none does (may
      * allocate). Must cost a load or two when there is nothing to do. */
@@ -61,11 +64,13 @@ void policy_set_controller(const struct policy_controller *c);
 void policy_enable_controller(void);
 /* The registered controller once enabled, else NULL. */
 extern const struct policy_controller *_Atomic policy_ctl;
+/* Whether slow paths tick it (enabled and wanted). */
+extern _Atomic bool policy_ticking;
 
-/* The controller's tick, if one is registered: slow paths call this. */
+/* The controller's tick, if one runs: slow paths call this (a load and a
+ * branch when none does). */
 static inline void policy_tick(void) {
-    const struct policy_controller *c = atomic_load_relaxed(&policy_ctl);
-    if (c) c->tick();
+    if (atomic_load_relaxed(&policy_ticking)) atomic_load_acquire(&policy_ctl)->tick();
 }
 
 #endif /* HAK_POLICY_H */

@@ -226,7 +226,7 @@ void learn_cfg_default(struct learn_cfg *cfg, uint64_t budget_bytes, double hit_
     cfg->freeze_after = 40;
     cfg->canary_every = 20;
     cfg->shift_l1 = 0.5;
-    cfg->explore = 0.1;
+    cfg->explore = 0.05;
 }
 
 void learn_core_init(struct learn_core *c, const struct learn_cfg *cfg,
@@ -736,7 +736,10 @@ static size_t learn_report(bool json, char *buf, size_t cap) {
     return (size_t)n < cap ? (size_t)n : cap - 1;
 }
 
+static bool learn_wanted(void) { return hak_opt(HAK_OPT_LEARN) != 0; }
+
 static const struct policy_controller learner = {
+    .wanted = learn_wanted,
     .tick = learn_tick,
     .info = learn_info,
     .report = learn_report,

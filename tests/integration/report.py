@@ -58,6 +58,31 @@ def main():
             sys.exit(f"text report: {err}")
         if "tiny" in lanes and "hits" not in err:  # per-class rows: lanes with classes
             sys.exit(f"text report without per-class rows: {err}")
+        # the learner and the call sites (issue 10): research mode turns the
+        # learner, the report and the verbose log on; every malloc sampled
+        path2 = os.path.join(tmp, "research.json")
+        r = run(prog, {"HAKMEM_MODE": "research", "HAKMEM_STATS_FORMAT": "json",
+                       "HAKMEM_STATS_FILE": path2, "HAKMEM_SITE_PROFILE": "1",
+                       "HAKMEM_SITE_SAMPLE": "0"}, 100)
+        rep = json.loads(open(path2).read().splitlines()[-1])["hakmem"]
+        if rep["options"].get("HAKMEM_LEARN") != "1":
+            sys.exit(f"research mode did not turn the learner on: {rep['options']}")
+        learner = rep["learner"]
+        if learner is not None and learner["state"] not in ("LEARN", "FROZEN", "CANARY"):
+            sys.exit(f"learner: {learner}")
+        sites = rep["sites"]
+        prog_name = os.path.basename(prog)
+        mine = [s for s in sites if prog_name in s["symbol"]]
+        if not mine or mine[0]["allocs"] != 1000 or mine[0]["bytes"] != 100000:
+            sys.exit(f"call sites: no site in {prog_name} with 1000 allocations: {sites}")
+        if mine[0]["hist"][2] != 1000:  # 65..256 B
+            sys.exit(f"size histogram: {mine[0]}")
+        r = run(prog, {"HAKMEM_MODE": "research", "HAKMEM_SITE_PROFILE": "1"}, 0)
+        err = r.stderr.decode(errors="replace")
+        if learner is not None and "  learner: " not in err:
+            sys.exit(f"text report without the learner's line: {err}")
+        if "policy: wmax_large" not in err:
+            sys.exit(f"text report without the policy: {err}")
     print("1 passed, 0 failed")
 
 
