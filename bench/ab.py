@@ -13,6 +13,8 @@ in results/<timestamp>-ab/.
     bench/ab.py --a "-Dace=true" --b "-Dace=false" --bench larson,frag
     bench/ab.py --a=-Dtiny_superslab=true --b=-Dtiny_superslab=false --quick
     bench/ab.py --b "-Dpool=false" --callgrind            # Ir/op, B/A
+    bench/ab.py --a-env HAKMEM_LEARN=0 --b-env HAKMEM_LEARN=1 --bench ace_cycle
+                                         # one build, two environments
 
 Both sides run the same benchmark programs (build A's), so only the
 library differs. Exit status as for compare.py: 1 when a run failed or the
@@ -36,7 +38,7 @@ def fix_argv(argv: list[str]) -> list[str]:
     that starts with '-' for an option: glue it as `--a=-Dfoo=true`."""
     out, i = [], 0
     while i < len(argv):
-        if argv[i] in ("--a", "--b") and i + 1 < len(argv):
+        if argv[i] in ("--a", "--b", "--a-env", "--b-env") and i + 1 < len(argv):
             out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:
@@ -52,6 +54,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--a", default="", help="Meson options of build A, e.g. "
                    "\"-Dace=true\" (default: none)")
     p.add_argument("--b", default="", help="Meson options of build B")
+    p.add_argument("--a-env", default="", help="NAME=value settings (space "
+                   "separated) for A's runs, e.g. \"HAKMEM_LEARN=0\"")
+    p.add_argument("--b-env", default="", help="NAME=value settings for B's runs")
     p.add_argument("--bench", help="comma list of benchmarks (default: all)")
     p.add_argument("--runs", type=int, default=5,
                    help="runs per benchmark and build (default 5)")
@@ -134,20 +139,31 @@ def main(argv: list[str]) -> int:
     for d in (args.build_a, args.build_b):
         p = Path(d)
         dirs.append(p if p.is_absolute() else bl.REPO / p)
+    if opts_a == opts_b:
+        dirs[1] = dirs[0]  # the same build: A and B differ by their environment
     if not args.no_build:
         for side, d, opts in (("A", dirs[0], opts_a), ("B", dirs[1], opts_b)):
+            if side == "B" and dirs[1] == dirs[0]:
+                continue
             bl.note(f"building {side} in {d}")
             if not bl.meson_build(d, opts):
                 bl.die(f"build {side} failed (options: {' '.join(opts)})")
     bench_dir = dirs[0] / "bench"
     bl.check_programs(bench_dir, benches)
     allocs = []
-    for side, d, opts in (("A", dirs[0], opts_a), ("B", dirs[1], opts_b)):
+    for side, d, opts, env in (("A", dirs[0], opts_a, args.a_env),
+                               ("B", dirs[1], opts_b, args.b_env)):
         lib = d / "lib" / "libhakmem.so"
         if not lib.exists():
             bl.die(f"{lib} not found (build {side} first, or drop --no-build)")
+        settings = tuple(shlex.split(env))
+        for setting in settings:
+            if "=" not in setting:
+                bl.die(f"--{side.lower()}-env: {setting!r} is not NAME=value")
         allocs.append(bl.Allocator(side, str(lib), bench_dir,
-                                   f"{lib} built with {' '.join(opts)}"))
+                                   f"{lib} built with {' '.join(opts)}"
+                                   + (f", run with {' '.join(settings)}" if settings else ""),
+                                   settings))
     if args.callgrind and not bl.ensure_tool("valgrind", "valgrind", False):
         bl.die("--callgrind needs valgrind (apt-get install valgrind)")
 

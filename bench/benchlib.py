@@ -217,6 +217,7 @@ class Allocator:
     preload: Optional[str]     # LD_PRELOAD value; None runs the libc malloc
     bench_dir: Path            # where the benchmark programs are
     detail: str = ""           # library path and version, for the report
+    env: tuple[str, ...] = ()  # NAME=value settings for its runs (ab.py --a-env)
 
 
 # name -> (file names to look for, Debian package that ships the .so)
@@ -419,7 +420,13 @@ def run_once(bench: Bench, alloc: Allocator, argv_tail: list[str], rnd: int,
         argv, preload = wrap + inner, None
     else:
         argv, preload = [prog] + argv_tail, alloc.preload
-    run = Run(bench.name, alloc.name, rnd, shell_command(preload, argv))
+    env = child_env()
+    for setting in alloc.env:
+        name, _, value = setting.partition("=")
+        env[name] = value
+    run = Run(bench.name, alloc.name, rnd,
+              " ".join(alloc.env) + (" " if alloc.env else "") +
+              shell_command(preload, argv))
 
     with tempfile.TemporaryDirectory(prefix="hakmem-bench-") as tmp:
         report = os.path.join(tmp, "report")
@@ -433,7 +440,7 @@ def run_once(bench: Bench, alloc: Allocator, argv_tail: list[str], rnd: int,
             try:
                 proc = subprocess.Popen(spawn, stdin=subprocess.DEVNULL,
                                         stdout=out, stderr=err,
-                                        env=child_env(),
+                                        env=env,
                                         start_new_session=True)
             except OSError as e:
                 run.status, run.message = "spawn-error", str(e)
