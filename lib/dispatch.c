@@ -184,6 +184,7 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init(); /* the options may have changed its defaults */
+    os_numa_init(); /* libnuma allocates: only now, with hakmem ready */
     if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_HELP)) options_print_help();
     log_configuration();
     stats_start_reporter();

@@ -31,6 +31,7 @@ int os_init(void) {
     }
     if (!hak_is_pow2(ps) || ps > HAK_CHUNK / 8) return EINVAL;
     os_page_size = ps;
+    os_policy_init(); /* THP, prefault, NUMA: os_policy.c */
     return 0;
 }
 

@@ -31,6 +31,7 @@ struct huge_own {
     size_t user_size;   /* usable bytes of the block, multiple of the page */
     size_t align;       /* alignment asked for (kept on moves) */
     uint32_t cached;    /* 1 while the mapping waits in the BigCache */
+    int32_t node;       /* NUMA node it is bound to, -1 when placement is off */
 };
 _Static_assert(offsetof(struct huge_own, kind) == offsetof(struct pagerun_chunk, kind),
                "both headers keep their kind at the same place");
@@ -53,7 +54,7 @@ static size_t own_offset(size_t align) {
     return align < HAK_CHUNK ? align : HAK_CHUNK;
 }
 
-static int own_map(size_t size, size_t align, size_t *map_size, void **base) {
+static int own_map(size_t size, size_t align, size_t *map_size, void **base, int *node) {
     size_t off = own_offset(align);
     size_t total;
     if (HAK_ADD_OVERFLOW(size, off + HAK_CHUNK - 1, &total)) return ENOMEM;
@@ -62,6 +63,9 @@ static int own_map(size_t size, size_t align, size_t *map_size, void **base) {
     int err = os_map_chunks(total, align > HAK_CHUNK ? align : HAK_CHUNK,
                             align > HAK_CHUNK ? HAK_CHUNK : 0, base);
     if (err) return err;
+    /* THP by the block's size; prefault the header page and the block's
+     * pages, not the rest of its last chunk */
+    *node = os_map_policy(*base, total, size, off + size);
     *map_size = total;
     return 0;
 }
@@ -90,8 +94,9 @@ static size_t own_map_size(size_t size, size_t align) {
     return hak_align_down(total, HAK_CHUNK);
 }
 
-/* A cached mapping for (size, align), or NULL. */
-static struct huge_own *bigcache_take(size_t size, size_t align) {
+/* A cached mapping for (size, align) on NUMA node node (any node when node
+ * is -1, as when placement is off), or NULL. */
+static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
     size_t need = own_map_size(size, align);
     if (need == SIZE_MAX || big_n == 0) return NULL;
     struct huge_own *best = NULL;
@@ -101,6 +106,7 @@ static struct huge_own *bigcache_take(size_t size, size_t align) {
         struct huge_own *c = big[i].c;
         if (c->map_size < need || c->map_size / 2 > need) continue; /* at most twice */
         if (align > HAK_CHUNK && ((uintptr_t)c + HAK_CHUNK) % align != 0) continue;
+        if (node >= 0 && c->node != node) continue; /* no cross-node reuse */
         if (!best || c->map_size < best->map_size) {
             best = c;
             best_i = i;
@@ -169,7 +175,14 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
 
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     /* calloc wants memory that reads as zero without writing it: fresh */
-    struct huge_own *c = zeroed ? NULL : bigcache_take(size, align);
+    int node = os_current_node();
+    struct huge_own *c = zeroed ? NULL : bigcache_take(size, align, node);
+    void *base = NULL;
+    size_t map_size = 0;
+    if (!c && own_map(size, align, &map_size, &base, &node) != 0) {
+        /* memory is short: a cached block of another node will do */
+        if (zeroed || node < 0 || !(c = bigcache_take(size, align, -1))) return NULL;
+    }
     if (c) {
         c->cached = 0;
         c->user_off = own_offset(align);
@@ -179,9 +192,6 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
         if (zeroed) *zeroed = false;
         return (char *)c + c->user_off;
     }
-    void *base;
-    size_t map_size;
-    if (own_map(size, align, &map_size, &base) != 0) return NULL;
     c = base;
     c->magic = HUGE_MAGIC;
     c->kind = HUGE_OWN;
@@ -189,6 +199,7 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     c->user_off = own_offset(align);
     c->user_size = hak_align_up(size, page_size());
     c->align = align;
+    c->node = node;
     segmap_register((uintptr_t)base, map_size >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
     stats_note_map(HAK_LANE_HUGE, map_size);
     stats_note_alloc(HAK_LANE_HUGE, c->user_size);
