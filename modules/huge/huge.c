@@ -120,24 +120,36 @@ static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
     return best;
 }
 
-/* Keeps freed mapping c if the cache has room; false otherwise. */
+static void own_unmap(struct huge_own *c);
+
+/* Keeps freed mapping c, evicting the oldest cached mappings when the slots
+ * or the byte bound (the policy's bigcache_mb) are full, so that the cache
+ * holds the most recently freed blocks; false when c alone is over the
+ * bound (the caller unmaps it). */
 static bool bigcache_put(struct huge_own *c) {
     size_t limit = (size_t)policy_current()->bigcache_mb << 20;
     if (c->map_size > limit) return false;
     uint64_t now = os_now_ns();
-    bool kept = false;
+    struct huge_own *victims[BIGCACHE_SLOTS];
+    unsigned nv = 0;
     pthread_mutex_lock(&big_lock);
-    if (big_n < BIGCACHE_SLOTS && big_bytes + c->map_size <= limit) {
-        c->cached = 1;
-        big[big_n].c = c;
-        big[big_n].freed_at = now;
-        big_n++;
-        big_bytes += c->map_size;
-        kept = true;
+    while (big_n > 0 && (big_n == BIGCACHE_SLOTS || big_bytes + c->map_size > limit)) {
+        unsigned oldest = 0;
+        for (unsigned i = 1; i < big_n; i++)
+            if (big[i].freed_at < big[oldest].freed_at) oldest = i;
+        victims[nv++] = big[oldest].c;
+        big_bytes -= big[oldest].c->map_size;
+        big[oldest] = big[--big_n];
     }
+    c->cached = 1;
+    big[big_n].c = c;
+    big[big_n].freed_at = now;
+    big_n++;
+    big_bytes += c->map_size;
     pthread_mutex_unlock(&big_lock);
-    if (kept) os_purge_schedule(now + os_purge_delay_ns());
-    return kept;
+    for (unsigned i = 0; i < nv; i++) own_unmap(victims[i]);
+    os_purge_schedule(now + os_purge_delay_ns());
+    return true;
 }
 
 static void own_unmap(struct huge_own *c) {
