@@ -98,6 +98,9 @@ static void node_bind(void *p, size_t size, int node) {
         hak_verbose("NUMA: mbind of %zu bytes to node %d failed (errno %d)", size, node, errno);
 }
 
+/* THP advice for the whole of [p, p + size): advising only part of a
+ * mapping would split it in two, and mremap (realloc, BigCache growth)
+ * moves one mapping only. */
 static void thp_advise(void *p, size_t size, size_t block) {
     if (!HAK_THP) return;
     switch (hak_opt(HAK_OPT_THP)) {
@@ -142,8 +145,8 @@ static void prefault(void *p, size_t len) {
 int os_map_policy(void *p, size_t size, size_t block, size_t fault_len) {
     int node = os_current_node();
     if (node >= 0) node_bind(p, size, node);
-    thp_advise(p, size, block);
     if (fault_len > size) fault_len = size;
+    thp_advise(p, size, block);
     if (fault_len) prefault(p, hak_align_up(fault_len, os_page_size));
     return node;
 }

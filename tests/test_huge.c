@@ -67,34 +67,51 @@ Test(bigcache, hit_reuses_the_freed_mapping_without_a_new_mmap) {
     struct hak_lane_stats after = huge_stats();
     cr_assert_eq(q, p, "the cached mapping was not reused");
     cr_assert_eq(after.os_maps, before.os_maps, "a hit must not map");
+    cr_assert_eq(after.os_unmaps, before.os_unmaps);
     cr_assert_eq(q[0], 0x5a, "a hit hands out the mapping as it was (no purge, no fault)");
-    /* a smaller request that needs at least half of it hits too */
     hak_free(q);
-    unsigned char *r = hak_malloc(5 * MiB);
-    cr_assert_eq(r, p);
-    cr_assert_eq(hak_usable_size(r), 5 * MiB);
-    cr_assert_eq(huge_stats().os_maps, before.os_maps);
-    hak_free(r);
 }
 
-Test(bigcache, miss_maps_when_no_cached_block_fits) {
+Test(bigcache, smaller_request_keeps_the_head_and_gives_back_the_rest) {
     setup(64);
     unsigned char *p = big(8 * MiB); /* a 10 MiB mapping */
     hak_free(p);
     struct hak_lane_stats before = huge_stats();
-    unsigned char *larger = hak_malloc(12 * MiB); /* too small: miss */
-    cr_assert_neq(larger, p);
-    unsigned char *smaller = hak_malloc(3 * MiB); /* would waste more than half: miss */
-    cr_assert_neq(smaller, p);
+    unsigned char *q = hak_malloc(3 * MiB); /* needs 4 MiB */
     struct hak_lane_stats after = huge_stats();
-    cr_assert_eq(after.os_maps, before.os_maps + 2, "both misses map");
-    /* the cached block is still there for a request that fits */
-    unsigned char *fits = hak_malloc(7 * MiB);
-    cr_assert_eq(fits, p);
-    cr_assert_eq(huge_stats().os_maps, after.os_maps);
-    hak_free(larger);
-    hak_free(smaller);
-    hak_free(fits);
+    cr_assert_eq(q, p);
+    cr_assert_eq(hak_usable_size(q), 3 * MiB);
+    cr_assert_eq(q[3 * MiB - 1], 0x5a, "the head's pages are reused");
+    cr_assert_eq(after.os_maps, before.os_maps, "no new mapping");
+    cr_assert_eq(before.os_mapped - after.os_mapped, 6 * MiB, "the 6 MiB past it go back");
+    hak_free(q);
+}
+
+Test(bigcache, larger_request_grows_the_cached_mapping_keeping_its_pages) {
+    setup(64);
+    unsigned char *p = big(8 * MiB); /* a 10 MiB mapping */
+    hak_free(p);
+    struct hak_lane_stats before = huge_stats();
+    unsigned char *q = hak_malloc(12 * MiB); /* needs 14 MiB */
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_not_null(q);
+    cr_assert_eq(hak_usable_size(q), 12 * MiB);
+    cr_assert_eq(after.os_mapped - before.os_mapped, 4 * MiB, "only the growth is mapped");
+    for (size_t off = 0; off < 8 * MiB; off += 4096)
+        cr_assert_eq(q[off], 0x5a, "page at %zu not carried over", off);
+    cr_assert(all_zero(q + 8 * MiB + 4096, 4 * MiB - 4096), "the growth reads as zero");
+    memset(q, 1, 12 * MiB);
+    hak_free(q);
+}
+
+Test(bigcache, miss_maps_when_the_cache_is_empty) {
+    setup(64);
+    struct hak_lane_stats before = huge_stats();
+    unsigned char *p = big(8 * MiB);
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_eq(after.os_maps, before.os_maps + 1);
+    cr_assert_eq(after.os_mapped - before.os_mapped, 10 * MiB);
+    hak_free(p);
 }
 
 Test(bigcache, calloc_never_takes_a_dirty_cached_block) {

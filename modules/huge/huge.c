@@ -54,7 +54,12 @@ static size_t own_offset(size_t align) {
     return align < HAK_CHUNK ? align : HAK_CHUNK;
 }
 
-static int own_map(size_t size, size_t align, size_t *map_size, void **base, int *node) {
+/* Maps a mapping for (size, align). The OS policies are applied here, before
+ * the header is written (so that its chunk can be a huge page), except for
+ * calloc (late_policy): own_alloc applies them after the header write, so
+ * that THP advice does not commit a whole huge page for a header page. */
+static int own_map(size_t size, size_t align, bool late_policy, size_t *map_size, void **base,
+                   int *node) {
     size_t off = own_offset(align);
     size_t total;
     if (HAK_ADD_OVERFLOW(size, off + HAK_CHUNK - 1, &total)) return ENOMEM;
@@ -65,7 +70,7 @@ static int own_map(size_t size, size_t align, size_t *map_size, void **base, int
     if (err) return err;
     /* THP by the block's size; prefault the header page and the block's
      * pages, not the rest of its last chunk */
-    *node = os_map_policy(*base, total, size, off + size);
+    if (!late_policy) *node = os_map_policy(*base, total, size, off + size);
     *map_size = total;
     return 0;
 }
@@ -95,7 +100,11 @@ static size_t own_map_size(size_t size, size_t align) {
 }
 
 /* A cached mapping for (size, align) on NUMA node node (any node when node
- * is -1, as when placement is off), or NULL. */
+ * is -1, as when placement is off), or NULL. The smallest one that holds
+ * the request (own_refit gives back its chunks past the request), else the
+ * largest one (own_refit grows it): either way its pages are reused, so a
+ * program cycling through buffers of varying sizes faults in only what its
+ * footprint grows by. */
 static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
     size_t need = own_map_size(size, align);
     if (need == SIZE_MAX || big_n == 0) return NULL;
@@ -104,10 +113,12 @@ static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
     pthread_mutex_lock(&big_lock);
     for (unsigned i = 0; i < big_n; i++) {
         struct huge_own *c = big[i].c;
-        if (c->map_size < need || c->map_size / 2 > need) continue; /* at most twice */
         if (align > HAK_CHUNK && ((uintptr_t)c + HAK_CHUNK) % align != 0) continue;
         if (node >= 0 && c->node != node) continue; /* no cross-node reuse */
-        if (!best || c->map_size < best->map_size) {
+        bool fits = c->map_size >= need;
+        bool better = !best || (fits ? best->map_size < need || c->map_size < best->map_size
+                                     : best->map_size < need && c->map_size > best->map_size);
+        if (better) {
             best = c;
             best_i = i;
         }
@@ -185,15 +196,60 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     return bytes;
 }
 
+/* Fits mapping c, just taken from the BigCache, to a block of size bytes
+ * with alignment align: gives back the chunks past the new block, or grows
+ * the mapping (in place, else by moving its pages onto a fresh aligned
+ * reservation: no copy), applying the OS policies to the part that is new.
+ * Returns the mapping, perhaps moved, or NULL when it cannot grow (then c
+ * is unmapped). */
+static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align) {
+    size_t need = own_map_size(size, align);
+    size_t old = c->map_size;
+    uintptr_t base = (uintptr_t)c;
+    if (need <= old) {
+        if (need < old) {
+            segmap_unregister(base + need, (old - need) >> HAK_CHUNK_SHIFT);
+            os_unmap((void *)(base + need), old - need);
+            stats_note_unmap(HAK_LANE_HUGE, old - need);
+            c->map_size = need;
+        }
+        return c;
+    }
+    if (os_grow_in_place(c, old, need) != 0) {
+        void *dst;
+        if (os_map_chunks(need, align > HAK_CHUNK ? align : HAK_CHUNK,
+                          align > HAK_CHUNK ? HAK_CHUNK : 0, &dst) != 0) {
+            own_unmap(c);
+            return NULL;
+        }
+        segmap_unregister(base, old >> HAK_CHUNK_SHIFT);
+        if (os_move(c, old, dst, need) != 0) {
+            segmap_register(base, old >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+            os_unmap(dst, need);
+            own_unmap(c);
+            return NULL;
+        }
+        c = dst;
+        base = (uintptr_t)dst;
+    }
+    segmap_register(base, need >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+    stats_note_map(HAK_LANE_HUGE, need - old);
+    c->map_size = need;
+    os_map_policy((void *)(base + old), need - old, size, own_offset(align) + size - old);
+    return c;
+}
+
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     /* calloc wants memory that reads as zero without writing it: fresh */
     int node = os_current_node();
     struct huge_own *c = zeroed ? NULL : bigcache_take(size, align, node);
+    if (c) c = own_refit(c, size, align);
     void *base = NULL;
     size_t map_size = 0;
-    if (!c && own_map(size, align, &map_size, &base, &node) != 0) {
+    if (!c && own_map(size, align, zeroed != NULL, &map_size, &base, &node) != 0) {
         /* memory is short: a cached block of another node will do */
         if (zeroed || node < 0 || !(c = bigcache_take(size, align, -1))) return NULL;
+        if (!(c = own_refit(c, size, align))) return NULL;
     }
     if (c) {
         c->cached = 0;
@@ -211,6 +267,7 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     c->user_off = own_offset(align);
     c->user_size = hak_align_up(size, page_size());
     c->align = align;
+    if (zeroed) node = os_map_policy(base, map_size, size, c->user_off + size);
     c->node = node;
     segmap_register((uintptr_t)base, map_size >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
     stats_note_map(HAK_LANE_HUGE, map_size);
