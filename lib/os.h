@@ -47,6 +47,9 @@ int os_grow_in_place(void *p, size_t size, size_t new_size);
 
 /* Monotonic clock, nanoseconds. */
 uint64_t os_now_ns(void);
+/* The same clock at the kernel's tick resolution (a few ms), cheaper:
+ * for time stamps compared with delays of many milliseconds. */
+uint64_t os_now_coarse_ns(void);
 
 /* Writes len bytes to fd, retrying short writes; ignores errors. */
 void os_write_all(int fd, const char *buf, size_t len);

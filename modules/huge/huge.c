@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "options.h"
@@ -77,19 +78,26 @@ static int own_map(size_t size, size_t align, bool late_policy, size_t *map_size
 
 /* ---- BigCache: freed own mappings kept for reuse ----------------------
  * A freed mapping of at most the policy's bigcache_mb waits here, still
- * mapped and registered, for HAKMEM_PURGE_DELAY_MS; a request that needs
- * at least half of it takes it (no mmap, no page faults for the pages it
- * had; pages the last user touched past the new block stay resident, at
- * most as much again as the block);
- * otherwise the purger unmaps it when its delay is over, and malloc_trim
- * at once. Locks: big_lock, after nothing. */
+ * mapped and registered, for HAKMEM_PURGE_DELAY_MS; the next request of
+ * any size takes one (see bigcache_take: no mmap, no page faults for the
+ * pages it had); when the slots or the byte bound are full the oldest
+ * entries are unmapped; the purger unmaps entries whose delay is over, and
+ * malloc_trim all of them. Locks: big_lock, a spin lock (every critical
+ * section is a few loads and stores over at most BIGCACHE_SLOTS entries;
+ * unmapping happens outside it), after nothing. */
 
 #define BIGCACHE_SLOTS 32
-static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int big_lock;
 static struct {
     struct huge_own *c;
-    uint64_t freed_at; /* ns */
+    uint64_t freed_at; /* ns, coarse clock */
 } big[BIGCACHE_SLOTS];
+
+static void big_lock_take(void) {
+    while (atomic_exchange_explicit(&big_lock, 1, memory_order_acquire))
+        while (atomic_load_relaxed(&big_lock)) sched_yield();
+}
+static void big_lock_drop(void) { atomic_store_release(&big_lock, 0); }
 static unsigned big_n;
 static size_t big_bytes;
 
@@ -101,16 +109,17 @@ static size_t own_map_size(size_t size, size_t align) {
 
 /* A cached mapping for (size, align) on NUMA node node (any node when node
  * is -1, as when placement is off), or NULL. The smallest one that holds
- * the request (own_refit gives back its chunks past the request), else the
- * largest one (own_refit grows it): either way its pages are reused, so a
- * program cycling through buffers of varying sizes faults in only what its
- * footprint grows by. */
+ * the request (own_refit gives back its chunks past the request but one),
+ * else the largest one (own_refit grows it): either way its pages are
+ * reused and none stays cached beside the new block, so a program cycling
+ * through buffers of varying sizes faults in little more than what its
+ * footprint grows by, and holds little more than its live blocks. */
 static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
     size_t need = own_map_size(size, align);
     if (need == SIZE_MAX || big_n == 0) return NULL;
     struct huge_own *best = NULL;
     unsigned best_i = 0;
-    pthread_mutex_lock(&big_lock);
+    big_lock_take();
     for (unsigned i = 0; i < big_n; i++) {
         struct huge_own *c = big[i].c;
         if (align > HAK_CHUNK && ((uintptr_t)c + HAK_CHUNK) % align != 0) continue;
@@ -127,7 +136,7 @@ static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
         big[best_i] = big[--big_n];
         big_bytes -= best->map_size;
     }
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
     return best;
 }
 
@@ -140,10 +149,10 @@ static void own_unmap(struct huge_own *c);
 static bool bigcache_put(struct huge_own *c) {
     size_t limit = (size_t)policy_current()->bigcache_mb << 20;
     if (c->map_size > limit) return false;
-    uint64_t now = os_now_ns();
+    uint64_t now = os_now_coarse_ns();
     struct huge_own *victims[BIGCACHE_SLOTS];
     unsigned nv = 0;
-    pthread_mutex_lock(&big_lock);
+    big_lock_take();
     while (big_n > 0 && (big_n == BIGCACHE_SLOTS || big_bytes + c->map_size > limit)) {
         unsigned oldest = 0;
         for (unsigned i = 1; i < big_n; i++)
@@ -157,7 +166,7 @@ static bool bigcache_put(struct huge_own *c) {
     big[big_n].freed_at = now;
     big_n++;
     big_bytes += c->map_size;
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
     for (unsigned i = 0; i < nv; i++) own_unmap(victims[i]);
     os_purge_schedule(now + os_purge_delay_ns());
     return true;
@@ -176,7 +185,7 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     uint64_t delay = os_purge_delay_ns();
     struct huge_own *victims[BIGCACHE_SLOTS];
     unsigned nv = 0;
-    pthread_mutex_lock(&big_lock);
+    big_lock_take();
     for (unsigned i = 0; i < big_n;) {
         uint64_t due = big[i].freed_at + delay;
         if (all || due <= now) {
@@ -188,7 +197,7 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
         if (due < *next_due) *next_due = due;
         i++;
     }
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
     for (unsigned i = 0; i < nv; i++) {
         bytes += victims[i]->map_size;
         own_unmap(victims[i]);
@@ -207,7 +216,11 @@ static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align)
     size_t old = c->map_size;
     uintptr_t base = (uintptr_t)c;
     if (need <= old) {
-        if (need < old) {
+        /* one chunk of excess stays (no munmap now, no regrowth when the
+         * sizes alternate around a chunk boundary); pages past the block
+         * that a previous user touched stay resident */
+        size_t keep = HAK_CHUNK;
+        if (old - need > keep) {
             segmap_unregister(base + need, (old - need) >> HAK_CHUNK_SHIFT);
             os_unmap((void *)(base + need), old - need);
             stats_note_unmap(HAK_LANE_HUGE, old - need);
@@ -246,6 +259,7 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     if (c) c = own_refit(c, size, align);
     void *base = NULL;
     size_t map_size = 0;
+    if (!c) os_purge_tick(); /* a slow path: run due purges (a hit is fast) */
     if (!c && own_map(size, align, zeroed != NULL, &map_size, &base, &node) != 0) {
         /* memory is short: a cached block of another node will do */
         if (zeroed || node < 0 || !(c = bigcache_take(size, align, -1))) return NULL;
@@ -288,10 +302,25 @@ static bool own_check(struct huge_own *c, const void *p, hak_call_t call) {
     return true;
 }
 
-static void own_free(struct huge_own *c, void *p, hak_call_t call) {
-    if (!own_check(c, p, call)) return;
+/* Frees of cached blocks between two purge ticks: a program cycling one
+ * big buffer through the BigCache pays no clock read per free; due purges
+ * still run (the purger thread, started by a tick, does most of them). */
+#define HUGE_TICK_EVERY 16
+static _Atomic unsigned huge_free_count;
+
+/* Returns whether the caller should run a purge tick. */
+static bool own_free(struct huge_own *c, void *p, hak_call_t call) {
+    if (!own_check(c, p, call)) return false;
     stats_note_free(HAK_LANE_HUGE, c->user_size);
-    if (!bigcache_put(c)) own_unmap(c);
+    if (!bigcache_put(c)) {
+        own_unmap(c);
+        return true;
+    }
+    /* a plain load and store, not a read-modify-write: a lost count only
+     * shifts the next tick */
+    unsigned n = atomic_load_relaxed(&huge_free_count);
+    atomic_store_relaxed(&huge_free_count, n + 1);
+    return n % HUGE_TICK_EVERY == 0;
 }
 
 /* Resizes an own mapping; returns the block or NULL (p untouched). */
@@ -361,9 +390,9 @@ static void *huge_alloc_aligned(size_t size, size_t align, bool *zeroed) {
         errno = ENOMEM;
         return NULL;
     }
-    os_purge_tick();
     void *p;
     if (pagerun_fits(size, align)) {
+        os_purge_tick();
         size_t bytes;
         p = pagerun_alloc(&huge_runs, size, align, zeroed, &bytes);
         if (p) stats_note_alloc(HAK_LANE_HUGE, bytes);
@@ -380,13 +409,14 @@ static void *huge_alloc(size_t size, bool *zeroed) {
 
 static void huge_free(void *p, uintptr_t head, hak_call_t call) {
     int saved = errno; /* free never changes errno */
+    bool tick = true;
     if (kind_at(head) == HUGE_OWN) {
-        own_free((struct huge_own *)head, p, call);
+        tick = own_free((struct huge_own *)head, p, call);
     } else {
         size_t bytes = pagerun_free(head, p, call);
         if (bytes) stats_note_free(HAK_LANE_HUGE, bytes);
     }
-    os_purge_tick();
+    if (tick) os_purge_tick();
     errno = saved;
 }
 
@@ -421,16 +451,16 @@ static int huge_init(void) {
 }
 
 static void huge_fork_prepare(void) {
-    pthread_mutex_lock(&big_lock);
+    big_lock_take();
     pagerun_fork_prepare(&huge_runs);
 }
 static void huge_fork_parent(void) {
     pagerun_fork_parent(&huge_runs);
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
 }
 static void huge_fork_child(void) {
     pagerun_fork_child(&huge_runs);
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
 }
 
 const struct hak_lane huge_lane = {
