@@ -78,8 +78,8 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
                              "for the purge delay (the policy's starting bigcache_mb)"},
     [HAK_OPT_THP] = {"HAKMEM_THP", HAK_OPT_ENUM, HAK_THP_AUTO, 0, 0, "off|auto|on",
                      "transparent huge pages: off forbids them (MADV_NOHUGEPAGE), auto advises "
-                     "them for blocks of 2 MiB and more where the kernel allows, on also for "
-                     "the page-run chunks (blocks from 1 MiB)"},
+                     "them for blocks of 2 MiB and more where the kernel allows, on for "
+                     "blocks from 1 MiB whatever the kernel says"},
     [HAK_OPT_SS_PREFAULT] = {"HAKMEM_SS_PREFAULT", HAK_OPT_INT, 0, 0, 2, NULL,
                              "fault in new segments and big blocks when mapped (only the part "
                              "kept, never the alignment slack): 0 off, 1 populate, 2 touch"},

@@ -72,18 +72,45 @@ Test(bigcache, hit_reuses_the_freed_mapping_without_a_new_mmap) {
     hak_free(q);
 }
 
-Test(bigcache, smaller_request_keeps_the_head_and_gives_back_the_rest) {
+Test(bigcache, smaller_request_takes_the_head_and_caches_the_rest) {
     setup(64);
     unsigned char *p = big(8 * MiB); /* a 10 MiB mapping */
     hak_free(p);
     struct hak_lane_stats before = huge_stats();
     unsigned char *q = hak_malloc(3 * MiB); /* needs 4 MiB */
-    struct hak_lane_stats after = huge_stats();
     cr_assert_eq(q, p);
     cr_assert_eq(hak_usable_size(q), 3 * MiB);
     cr_assert_eq(q[3 * MiB - 1], 0x5a, "the head's pages are reused");
+    /* the other 6 MiB are a cached mapping of their own, still resident */
+    unsigned char *r = hak_malloc(5 * MiB); /* needs 6 MiB */
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_eq(r, p + 4 * MiB, "the rest was not reused");
+    cr_assert_eq(hak_lane_of(r), HAK_LANE_HUGE);
+    cr_assert_eq(r[16], 0x5a, "the rest's pages are reused");
     cr_assert_eq(after.os_maps, before.os_maps, "no new mapping");
-    cr_assert_eq(before.os_mapped - after.os_mapped, 6 * MiB, "the 6 MiB past it go back");
+    cr_assert_eq(after.os_mapped, before.os_mapped);
+    hak_free(q);
+    hak_free(r);
+    /* both are blocks of their own: freeing and trimming gives it all back */
+    cr_assert_eq(hak_trim(0), 1);
+    cr_assert_eq(huge_stats().os_mapped, before.os_mapped - 10 * MiB);
+}
+
+Test(bigcache, growing_block_takes_the_pages_of_several_cached_blocks) {
+    setup(64);
+    unsigned char *a = big(3 * MiB), *b = big(3 * MiB), *c = big(3 * MiB); /* 4 MiB each */
+    hak_free(a);
+    hak_free(b);
+    hak_free(c);
+    struct hak_lane_stats before = huge_stats();
+    unsigned char *q = hak_malloc(11 * MiB); /* needs 12 MiB: all three */
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_not_null(q);
+    cr_assert_eq(after.os_mapped, before.os_mapped, "made of the cached pages only");
+    size_t carried = 0;
+    for (size_t off = 0; off < 11 * MiB; off += 4096) carried += q[off] == 0x5a;
+    cr_assert_geq(carried, 3 * (3 * MiB / 4096) - 8, "only %zu pages carried over", carried);
+    memset(q, 1, 11 * MiB);
     hak_free(q);
 }
 

@@ -93,13 +93,18 @@ static struct {
     uint64_t freed_at; /* ns, coarse clock */
 } big[BIGCACHE_SLOTS];
 
+static unsigned big_n;             /* entries, under big_lock */
+static _Atomic unsigned big_count; /* big_n as of the last unlock: a lock-free look */
+static size_t big_bytes;           /* sum of their map_size, under big_lock */
+
 static void big_lock_take(void) {
     while (atomic_exchange_explicit(&big_lock, 1, memory_order_acquire))
         while (atomic_load_relaxed(&big_lock)) sched_yield();
 }
-static void big_lock_drop(void) { atomic_store_release(&big_lock, 0); }
-static unsigned big_n;
-static size_t big_bytes;
+static void big_lock_drop(void) {
+    atomic_store_relaxed(&big_count, big_n);
+    atomic_store_release(&big_lock, 0);
+}
 
 static size_t own_map_size(size_t size, size_t align) {
     size_t total;
@@ -116,7 +121,7 @@ static size_t own_map_size(size_t size, size_t align) {
  * footprint grows by, and holds little more than its live blocks. */
 static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
     size_t need = own_map_size(size, align);
-    if (need == SIZE_MAX || big_n == 0) return NULL;
+    if (need == SIZE_MAX || atomic_load_relaxed(&big_count) == 0) return NULL;
     struct huge_own *best = NULL;
     unsigned best_i = 0;
     big_lock_take();
@@ -205,30 +210,79 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     return bytes;
 }
 
+/* Cuts mapping c (off the cache) at need bytes (a multiple of HAK_CHUNK
+ * below its size): the chunks from need on become a mapping of their own
+ * (a header page, registered as a head), which goes to the BigCache, so
+ * that their pages serve a later request instead of being unmapped now and
+ * faulted in again then. */
+static void own_split(struct huge_own *c, size_t need) {
+    uintptr_t tail = (uintptr_t)c + need;
+    size_t tail_size = c->map_size - need;
+    struct huge_own *t = (struct huge_own *)tail;
+    t->magic = HUGE_MAGIC;
+    t->kind = HUGE_OWN;
+    t->map_size = tail_size;
+    t->user_off = page_size();
+    t->user_size = 0;
+    t->align = HAK_MIN_ALIGN;
+    t->cached = 0;
+    t->node = c->node;
+    c->map_size = need;
+    segmap_register(tail, tail_size >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+    if (!bigcache_put(t)) own_unmap(t);
+}
+
+/* A cached mapping on node (any when -1) to fill up to room bytes of a
+ * growing block: the largest one that fits in room, else the smallest
+ * larger one (the caller splits it); NULL when the cache has none. */
+static struct huge_own *bigcache_take_piece(size_t room, int node) {
+    if (atomic_load_relaxed(&big_count) == 0) return NULL;
+    struct huge_own *best = NULL;
+    unsigned best_i = 0;
+    big_lock_take();
+    for (unsigned i = 0; i < big_n; i++) {
+        struct huge_own *c = big[i].c;
+        if (node >= 0 && c->node != node) continue;
+        bool fits = c->map_size <= room;
+        bool better = !best || (fits ? best->map_size > room || c->map_size > best->map_size
+                                     : best->map_size > room && c->map_size < best->map_size);
+        if (better) {
+            best = c;
+            best_i = i;
+        }
+    }
+    if (best) {
+        big[best_i] = big[--big_n];
+        big_bytes -= best->map_size;
+    }
+    big_lock_drop();
+    return best;
+}
+
 /* Fits mapping c, just taken from the BigCache, to a block of size bytes
- * with alignment align: gives back the chunks past the new block, or grows
- * the mapping (in place, else by moving its pages onto a fresh aligned
- * reservation: no copy), applying the OS policies to the part that is new.
- * Returns the mapping, perhaps moved, or NULL when it cannot grow (then c
- * is unmapped). */
+ * with alignment align. Shrinking cuts off the chunks past the block but
+ * one (own_split caches them). Growing extends the mapping in place, else
+ * moves its pages onto a fresh aligned reservation and moves the pages of
+ * further cached mappings after them (mremap: no copy, no fault), so that
+ * only what the cache cannot cover is fresh; the OS policies are applied
+ * to that fresh part. Returns the mapping, perhaps moved, or NULL when it
+ * cannot grow (then c is unmapped). */
 static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align) {
     size_t need = own_map_size(size, align);
     size_t old = c->map_size;
     uintptr_t base = (uintptr_t)c;
     if (need <= old) {
-        /* one chunk of excess stays (no munmap now, no regrowth when the
+        /* one chunk of excess stays (no split now, no regrowth when the
          * sizes alternate around a chunk boundary); pages past the block
          * that a previous user touched stay resident */
-        size_t keep = HAK_CHUNK;
-        if (old - need > keep) {
-            segmap_unregister(base + need, (old - need) >> HAK_CHUNK_SHIFT);
-            os_unmap((void *)(base + need), old - need);
-            stats_note_unmap(HAK_LANE_HUGE, old - need);
-            c->map_size = need;
-        }
+        if (old - need > HAK_CHUNK) own_split(c, need);
         return c;
     }
-    if (os_grow_in_place(c, old, need) != 0) {
+    size_t fresh_from = old, moved = 0;
+    /* growing in place gives fresh pages: only when the cache has none
+     * (a racy look, a hint) */
+    bool pieces = atomic_load_relaxed(&big_count) != 0;
+    if (pieces || os_grow_in_place(c, old, need) != 0) {
         void *dst;
         if (os_map_chunks(need, align > HAK_CHUNK ? align : HAK_CHUNK,
                           align > HAK_CHUNK ? HAK_CHUNK : 0, &dst) != 0) {
@@ -236,7 +290,7 @@ static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align)
             return NULL;
         }
         segmap_unregister(base, old >> HAK_CHUNK_SHIFT);
-        if (os_move(c, old, dst, need) != 0) {
+        if (os_move(c, old, dst, old) != 0) {
             segmap_register(base, old >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
             os_unmap(dst, need);
             own_unmap(c);
@@ -244,11 +298,30 @@ static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align)
         }
         c = dst;
         base = (uintptr_t)dst;
+        /* the rest from other cached mappings, while the cache has some */
+        while (fresh_from < need) {
+            struct huge_own *piece = bigcache_take_piece(need - fresh_from, c->node);
+            if (!piece) break;
+            if (piece->map_size > need - fresh_from) own_split(piece, need - fresh_from);
+            size_t len = piece->map_size;
+            segmap_unregister((uintptr_t)piece, len >> HAK_CHUNK_SHIFT);
+            if (os_move(piece, len, (void *)(base + fresh_from), len) != 0) {
+                segmap_register((uintptr_t)piece, len >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+                if (!bigcache_put(piece)) own_unmap(piece);
+                break;
+            }
+            fresh_from += len;
+            moved += len;
+        }
     }
     segmap_register(base, need >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
-    stats_note_map(HAK_LANE_HUGE, need - old);
+    /* os_mapped grows by what is new: the pieces were counted already */
+    if (need - old > moved) stats_note_map(HAK_LANE_HUGE, need - old - moved);
     c->map_size = need;
-    os_map_policy((void *)(base + old), need - old, size, own_offset(align) + size - old);
+    size_t used = own_offset(align) + size;
+    if (fresh_from < need)
+        os_map_policy((void *)(base + fresh_from), need - fresh_from, size,
+                      used > fresh_from ? used - fresh_from : 0);
     return c;
 }
 

@@ -119,7 +119,7 @@ static void check_thp(const char *mode) {
     long eligible = smaps_field(p, "THPeligible:");
     long anon_huge = smaps_field(p, "AnonHugePages:");
     if (eligible < 0) skip("this kernel's smaps has no THPeligible field");
-    /* a page-run chunk (blocks of 1..2 MiB): advised only with "on" */
+    /* a block of 1.5 MiB (an own mapping): advised only with "on" */
     unsigned char *run = hak_malloc(1536 * KiB);
     memset(run, 1, 1536 * KiB);
     long run_eligible = smaps_field(run, "THPeligible:");
@@ -129,14 +129,14 @@ static void check_thp(const char *mode) {
     if (strcmp(mode, "off") == 0) {
         CHECK(eligible == 0, "MADV_NOHUGEPAGE must make the block ineligible");
         CHECK(anon_huge == 0, "huge pages under HAKMEM_THP=off");
-        CHECK(run_eligible == 0, "page-run chunk eligible under off");
+        CHECK(run_eligible == 0, "1.5 MiB block eligible under off");
     } else {
         if (!kernel_thp_allows())
             skip("/sys/kernel/mm/transparent_hugepage/enabled is [never]: no huge pages to see");
         CHECK(eligible == 1, "an advised block of 8 MiB must be THP-eligible");
         CHECK(anon_huge >= 2048, "no huge page backs the written 8 MiB block (%ld kB)",
               anon_huge);
-        if (strcmp(mode, "on") == 0) CHECK(run_eligible == 1, "on advises page-run chunks");
+        if (strcmp(mode, "on") == 0) CHECK(run_eligible == 1, "on advises blocks from 1 MiB");
     }
     hak_free(run);
     hak_free(p);
