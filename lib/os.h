@@ -121,7 +121,8 @@ int os_prefault_mode(void);
 /* Applies the policies to the kept mapping [p, p + size) (page-aligned,
  * p chunk-aligned) whose first fault_len bytes will be used: binds it to
  * the calling thread's node, gives THP advice by block (the largest block
- * it will hold), and prefaults the used part.
+ * it will hold) and by how much of the mapping is used, and prefaults the
+ * used part.
  * Returns the node it was bound to, or -1. */
 int os_map_policy(void *p, size_t size, size_t block, size_t fault_len);
 /* os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, out), then os_map_policy on the

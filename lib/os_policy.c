@@ -98,17 +98,22 @@ static void node_bind(void *p, size_t size, int node) {
         hak_verbose("NUMA: mbind of %zu bytes to node %d failed (errno %d)", size, node, errno);
 }
 
-/* THP advice for the whole of [p, p + size): advising only part of a
+/* THP advice for the whole of [p, p + size), of which a block will use
+ * the first used bytes: advising only part of a
  * mapping would split it in two, and mremap (realloc, BigCache growth)
  * moves one mapping only. */
-static void thp_advise(void *p, size_t size, size_t block) {
+static void thp_advise(void *p, size_t size, size_t block, size_t used) {
     if (!HAK_THP) return;
     switch (hak_opt(HAK_OPT_THP)) {
     case HAK_THP_OFF:
         madvise(p, size, MADV_NOHUGEPAGE);
         break;
     case HAK_THP_AUTO:
-        if (block >= OS_THP_AUTO_MIN && thp_kernel_allows) madvise(p, size, MADV_HUGEPAGE);
+        /* and only where the block fills three quarters of the mapping:
+         * a 2 MiB block in a 4 MiB mapping (its header page spills into a
+         * second chunk) would commit a second huge page for a page */
+        if (block >= OS_THP_AUTO_MIN && thp_kernel_allows && used / 3 >= (size - used))
+            madvise(p, size, MADV_HUGEPAGE);
         break;
     default: /* on */
         if (block >= OS_THP_ON_MIN) madvise(p, size, MADV_HUGEPAGE);
@@ -146,7 +151,7 @@ int os_map_policy(void *p, size_t size, size_t block, size_t fault_len) {
     int node = os_current_node();
     if (node >= 0) node_bind(p, size, node);
     if (fault_len > size) fault_len = size;
-    thp_advise(p, size, block);
+    thp_advise(p, size, block, fault_len);
     if (fault_len) prefault(p, hak_align_up(fault_len, os_page_size));
     return node;
 }

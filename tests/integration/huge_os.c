@@ -108,6 +108,15 @@ static bool kernel_thp_allows(void) {
     return strstr(buf, "[always]") || strstr(buf, "[madvise]");
 }
 
+static bool kernel_thp_madvise_only(void) {
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char buf[128] = {0};
+    if (!f) return false;
+    if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+    fclose(f);
+    return strstr(buf, "[madvise]") != NULL;
+}
+
 /* ---- THP ------------------------------------------------------------------ */
 
 static void check_thp(const char *mode) {
@@ -137,6 +146,15 @@ static void check_thp(const char *mode) {
         CHECK(anon_huge >= 2048, "no huge page backs the written 8 MiB block (%ld kB)",
               anon_huge);
         if (strcmp(mode, "on") == 0) CHECK(run_eligible == 1, "on advises blocks from 1 MiB");
+        if (strcmp(mode, "auto") == 0 && kernel_thp_madvise_only()) {
+            /* 2 MiB + the header page: a 4 MiB mapping, half used: no advice */
+            unsigned char *half = hak_malloc(2 * MiB);
+            long half_eligible = smaps_field(half, "THPeligible:");
+            printf("HAKMEM_THP=auto: 2 MiB block (half its mapping) THPeligible %ld\n",
+                   half_eligible);
+            CHECK(half_eligible == 0, "auto advised a mapping the block fills only half of");
+            hak_free(half);
+        }
     }
     hak_free(run);
     hak_free(p);
