@@ -193,6 +193,7 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
     policy_init(); /* the options may have changed its defaults */
     malloc_configure();
     policy_enable_controller(); /* the C library is ready for its thread */
+    os_numa_init(); /* libnuma allocates: only now, with hakmem ready */
     if (!HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_HELP)) options_print_help();
     log_configuration();
     stats_start_reporter();

@@ -97,6 +97,16 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_SITE_SAMPLE] = {"HAKMEM_SITE_SAMPLE", HAK_OPT_INT, 10, 0, 30, NULL,
                              "with HAKMEM_SITE_PROFILE=1, one malloc in 2^this many is "
                              "recorded (0: every one)"},
+    [HAK_OPT_THP] = {"HAKMEM_THP", HAK_OPT_ENUM, HAK_THP_AUTO, 0, 0, "off|auto|on",
+                     "transparent huge pages: off forbids them (MADV_NOHUGEPAGE), auto advises "
+                     "them for blocks of 2 MiB and more where the kernel allows, on for "
+                     "blocks from 1 MiB whatever the kernel says"},
+    [HAK_OPT_SS_PREFAULT] = {"HAKMEM_SS_PREFAULT", HAK_OPT_INT, 0, 0, 2, NULL,
+                             "fault in new segments and big blocks when mapped (only the part "
+                             "kept, never the alignment slack): 0 off, 1 populate, 2 touch"},
+    [HAK_OPT_NUMA] = {"HAKMEM_NUMA", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                      "bind new segments and big blocks to the NUMA node of the thread that "
+                      "maps them (mbind), and reuse cached big blocks on their own node"},
 };
 _Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
                "one table entry per option");

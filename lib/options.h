@@ -38,6 +38,9 @@ enum hak_opt_id {
     HAK_OPT_TARGET_HIT_LARGE,
     HAK_OPT_SITE_PROFILE,
     HAK_OPT_SITE_SAMPLE,
+    HAK_OPT_THP,
+    HAK_OPT_SS_PREFAULT,
+    HAK_OPT_NUMA,
     HAK_OPT_COUNT
 };
 
@@ -59,6 +62,9 @@ enum {
 enum { HAK_STATS_TEXT = 0, HAK_STATS_JSON = 1 };
 enum { HAK_ON_ERROR_ABORT = 0, HAK_ON_ERROR_WARN = 1 };
 enum { HAK_PURGE_DONTNEED = 0, HAK_PURGE_FREE = 1 };
+/* Values of HAKMEM_THP and HAKMEM_SS_PREFAULT (lib/os_policy.c). */
+enum { HAK_THP_OFF = 0, HAK_THP_AUTO = 1, HAK_THP_ON = 2 };
+enum { HAK_PREFAULT_OFF = 0, HAK_PREFAULT_POPULATE = 1, HAK_PREFAULT_TOUCH = 2 };
 
 struct hak_opt_desc {
     const char *name;    /* "HAKMEM_..." */

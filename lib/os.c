@@ -31,6 +31,7 @@ int os_init(void) {
     }
     if (!hak_is_pow2(ps) || ps > HAK_CHUNK / 8) return EINVAL;
     os_page_size = ps;
+    os_policy_init(); /* THP, prefault, NUMA: os_policy.c */
     return 0;
 }
 
@@ -87,6 +88,12 @@ int os_grow_in_place(void *p, size_t size, size_t new_size) {
 uint64_t os_now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t os_now_coarse_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 

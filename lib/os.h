@@ -47,6 +47,9 @@ int os_grow_in_place(void *p, size_t size, size_t new_size);
 
 /* Monotonic clock, nanoseconds. */
 uint64_t os_now_ns(void);
+/* The same clock at the kernel's tick resolution (a few ms), cheaper:
+ * for time stamps compared with delays of many milliseconds. */
+uint64_t os_now_coarse_ns(void);
 
 /* Writes len bytes to fd, retrying short writes; ignores errors. */
 void os_write_all(int fd, const char *buf, size_t len);
@@ -91,5 +94,40 @@ uint64_t os_purge_delay_ns(void);
 uint64_t os_purge_pending(void);
 /* In a fork child: forget a purge run the parent's other threads had going. */
 void os_fork_child(void);
+
+/* ---- policies for fresh mappings (os_policy.c) -----------------------
+ * THP advice, prefault and NUMA placement of a mapping's kept region, after
+ * os_map_chunks has unmapped the alignment slack. */
+
+#define OS_THP_AUTO_MIN ((size_t)2 << 20) /* HAKMEM_THP=auto: blocks from 2 MiB */
+#define OS_THP_ON_MIN ((size_t)1 << 20)   /* HAKMEM_THP=on: blocks from 1 MiB */
+#define OS_NUMA_MAX_NODES 63              /* nodes hakmem places (one word of mask) */
+
+/* Reads the kernel's THP setting without allocating (os_init). */
+void os_policy_init(void);
+/* Reads the NUMA topology with libnuma when HAKMEM_NUMA=1 (hakmem's
+ * constructor: libnuma allocates). Until then, and without -Dnuma, no
+ * mapping is bound. */
+void os_numa_init(void);
+/* Whether /sys/kernel/mm/transparent_hugepage/enabled allows advised huge
+ * pages ("always" or "madvise"). */
+bool os_thp_kernel_allows(void);
+/* Nodes NUMA placement knows (0: placement off). */
+int os_numa_nodes(void);
+/* The NUMA node of the calling thread (getcpu), or -1 when placement is off. */
+int os_current_node(void);
+/* HAKMEM_SS_PREFAULT in force (0 when -Dprefault=false). */
+int os_prefault_mode(void);
+/* Applies the policies to the kept mapping [p, p + size) (page-aligned,
+ * p chunk-aligned) whose first fault_len bytes will be used: binds it to
+ * the calling thread's node, gives THP advice by block (the largest block
+ * it will hold) and by how much of the mapping is used, and prefaults the
+ * used part.
+ * Returns the node it was bound to, or -1. */
+int os_map_policy(void *p, size_t size, size_t block, size_t fault_len);
+/* os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, out), then os_map_policy on the
+ * whole chunk: a segment or page-run chunk whose blocks are at most block
+ * bytes. Returns 0 or an errno. */
+int os_map_segment(size_t block, void **out);
 
 #endif /* HAK_OS_H */

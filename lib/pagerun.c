@@ -95,7 +95,8 @@ static void to_full_if_full(struct pagerun_arena *a, struct pagerun_chunk *c) {
 
 static struct pagerun_chunk *chunk_new(struct pagerun_arena *a) {
     void *base;
-    if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &base) != 0) return NULL;
+    /* runs below half a chunk (pagerun_fits) */
+    if (os_map_segment(HAK_CHUNK / 2 - page_size(), &base) != 0) return NULL;
     stats_note_map(a->lane, HAK_CHUNK);
     struct pagerun_chunk *c = base; /* fresh memory reads as zero */
     c->magic = PAGERUN_MAGIC;

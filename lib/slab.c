@@ -222,7 +222,7 @@ static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h
     }
     if (!s) {
         void *base;
-        if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &base) != 0) return NULL;
+        if (os_map_segment(0, &base) != 0) return NULL; /* small blocks: no THP advice */
         stats_note_map(L->id, HAK_CHUNK);
         s = base; /* fresh memory reads as zero */
         s->magic = SLAB_SEG_MAGIC;

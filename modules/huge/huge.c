@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 
 #include "options.h"
@@ -31,6 +32,7 @@ struct huge_own {
     size_t user_size;   /* usable bytes of the block, multiple of the page */
     size_t align;       /* alignment asked for (kept on moves) */
     uint32_t cached;    /* 1 while the mapping waits in the BigCache */
+    int32_t node;       /* NUMA node it is bound to, -1 when placement is off */
 };
 _Static_assert(offsetof(struct huge_own, kind) == offsetof(struct pagerun_chunk, kind),
                "both headers keep their kind at the same place");
@@ -53,7 +55,12 @@ static size_t own_offset(size_t align) {
     return align < HAK_CHUNK ? align : HAK_CHUNK;
 }
 
-static int own_map(size_t size, size_t align, size_t *map_size, void **base) {
+/* Maps a mapping for (size, align). The OS policies are applied here, before
+ * the header is written (so that its chunk can be a huge page), except for
+ * calloc (late_policy): own_alloc applies them after the header write, so
+ * that THP advice does not commit a whole huge page for a header page. */
+static int own_map(size_t size, size_t align, bool late_policy, size_t *map_size, void **base,
+                   int *node) {
     size_t off = own_offset(align);
     size_t total;
     if (HAK_ADD_OVERFLOW(size, off + HAK_CHUNK - 1, &total)) return ENOMEM;
@@ -62,27 +69,42 @@ static int own_map(size_t size, size_t align, size_t *map_size, void **base) {
     int err = os_map_chunks(total, align > HAK_CHUNK ? align : HAK_CHUNK,
                             align > HAK_CHUNK ? HAK_CHUNK : 0, base);
     if (err) return err;
+    /* THP by the block's size; prefault the header page and the block's
+     * pages, not the rest of its last chunk */
+    if (!late_policy) *node = os_map_policy(*base, total, size, off + size);
     *map_size = total;
     return 0;
 }
 
 /* ---- BigCache: freed own mappings kept for reuse ----------------------
  * A freed mapping of at most the policy's bigcache_mb waits here, still
- * mapped and registered, for HAKMEM_PURGE_DELAY_MS; a request that needs
- * at least half of it takes it (no mmap, no page faults for the pages it
- * had; pages the last user touched past the new block stay resident, at
- * most as much again as the block);
- * otherwise the purger unmaps it when its delay is over, and malloc_trim
- * at once. Locks: big_lock, after nothing. */
+ * mapped and registered, for HAKMEM_PURGE_DELAY_MS; the next request of
+ * any size takes one (see bigcache_take: no mmap, no page faults for the
+ * pages it had); when the slots or the byte bound are full the oldest
+ * entries are unmapped; the purger unmaps entries whose delay is over, and
+ * malloc_trim all of them. Locks: big_lock, a spin lock (every critical
+ * section is a few loads and stores over at most BIGCACHE_SLOTS entries;
+ * unmapping happens outside it), after nothing. */
 
 #define BIGCACHE_SLOTS 32
-static pthread_mutex_t big_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int big_lock;
 static struct {
     struct huge_own *c;
-    uint64_t freed_at; /* ns */
+    uint64_t freed_at; /* ns, coarse clock */
 } big[BIGCACHE_SLOTS];
-static unsigned big_n;
-static size_t big_bytes;
+
+static unsigned big_n;             /* entries, under big_lock */
+static _Atomic unsigned big_count; /* big_n as of the last unlock: a lock-free look */
+static size_t big_bytes;           /* sum of their map_size, under big_lock */
+
+static void big_lock_take(void) {
+    while (atomic_exchange_explicit(&big_lock, 1, memory_order_acquire))
+        while (atomic_load_relaxed(&big_lock)) sched_yield();
+}
+static void big_lock_drop(void) {
+    atomic_store_relaxed(&big_count, big_n);
+    atomic_store_release(&big_lock, 0);
+}
 
 static size_t own_map_size(size_t size, size_t align) {
     size_t total;
@@ -90,18 +112,27 @@ static size_t own_map_size(size_t size, size_t align) {
     return hak_align_down(total, HAK_CHUNK);
 }
 
-/* A cached mapping for (size, align), or NULL. */
-static struct huge_own *bigcache_take(size_t size, size_t align) {
+/* A cached mapping for (size, align) on NUMA node node (any node when node
+ * is -1, as when placement is off), or NULL. The smallest one that holds
+ * the request (own_refit gives back its chunks past the request but one),
+ * else the largest one (own_refit grows it): either way its pages are
+ * reused and none stays cached beside the new block, so a program cycling
+ * through buffers of varying sizes faults in little more than what its
+ * footprint grows by, and holds little more than its live blocks. */
+static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
     size_t need = own_map_size(size, align);
-    if (need == SIZE_MAX || big_n == 0) return NULL;
+    if (need == SIZE_MAX || atomic_load_relaxed(&big_count) == 0) return NULL;
     struct huge_own *best = NULL;
     unsigned best_i = 0;
-    pthread_mutex_lock(&big_lock);
+    big_lock_take();
     for (unsigned i = 0; i < big_n; i++) {
         struct huge_own *c = big[i].c;
-        if (c->map_size < need || c->map_size / 2 > need) continue; /* at most twice */
         if (align > HAK_CHUNK && ((uintptr_t)c + HAK_CHUNK) % align != 0) continue;
-        if (!best || c->map_size < best->map_size) {
+        if (node >= 0 && c->node != node) continue; /* no cross-node reuse */
+        bool fits = c->map_size >= need;
+        bool better = !best || (fits ? best->map_size < need || c->map_size < best->map_size
+                                     : best->map_size < need && c->map_size > best->map_size);
+        if (better) {
             best = c;
             best_i = i;
         }
@@ -110,28 +141,40 @@ static struct huge_own *bigcache_take(size_t size, size_t align) {
         big[best_i] = big[--big_n];
         big_bytes -= best->map_size;
     }
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
     return best;
 }
 
-/* Keeps freed mapping c if the cache has room; false otherwise. */
+static void own_unmap(struct huge_own *c);
+
+/* Keeps freed mapping c, evicting the oldest cached mappings when the slots
+ * or the byte bound (the policy's bigcache_mb) are full, so that the cache
+ * holds the most recently freed blocks; false when c alone is over the
+ * bound (the caller unmaps it). */
 static bool bigcache_put(struct huge_own *c) {
     size_t limit = (size_t)policy_current()->bigcache_mb << 20;
     if (c->map_size > limit) return false;
-    uint64_t now = os_now_ns();
-    bool kept = false;
-    pthread_mutex_lock(&big_lock);
-    if (big_n < BIGCACHE_SLOTS && big_bytes + c->map_size <= limit) {
-        c->cached = 1;
-        big[big_n].c = c;
-        big[big_n].freed_at = now;
-        big_n++;
-        big_bytes += c->map_size;
-        kept = true;
+    uint64_t now = os_now_coarse_ns();
+    struct huge_own *victims[BIGCACHE_SLOTS];
+    unsigned nv = 0;
+    big_lock_take();
+    while (big_n > 0 && (big_n == BIGCACHE_SLOTS || big_bytes + c->map_size > limit)) {
+        unsigned oldest = 0;
+        for (unsigned i = 1; i < big_n; i++)
+            if (big[i].freed_at < big[oldest].freed_at) oldest = i;
+        victims[nv++] = big[oldest].c;
+        big_bytes -= big[oldest].c->map_size;
+        big[oldest] = big[--big_n];
     }
-    pthread_mutex_unlock(&big_lock);
-    if (kept) os_purge_schedule(now + os_purge_delay_ns());
-    return kept;
+    c->cached = 1;
+    big[big_n].c = c;
+    big[big_n].freed_at = now;
+    big_n++;
+    big_bytes += c->map_size;
+    big_lock_drop();
+    for (unsigned i = 0; i < nv; i++) own_unmap(victims[i]);
+    os_purge_schedule(now + os_purge_delay_ns());
+    return true;
 }
 
 static void own_unmap(struct huge_own *c) {
@@ -147,7 +190,7 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     uint64_t delay = os_purge_delay_ns();
     struct huge_own *victims[BIGCACHE_SLOTS];
     unsigned nv = 0;
-    pthread_mutex_lock(&big_lock);
+    big_lock_take();
     for (unsigned i = 0; i < big_n;) {
         uint64_t due = big[i].freed_at + delay;
         if (all || due <= now) {
@@ -159,7 +202,7 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
         if (due < *next_due) *next_due = due;
         i++;
     }
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
     for (unsigned i = 0; i < nv; i++) {
         bytes += victims[i]->map_size;
         own_unmap(victims[i]);
@@ -167,9 +210,134 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     return bytes;
 }
 
+/* Cuts mapping c (off the cache) at need bytes (a multiple of HAK_CHUNK
+ * below its size): the chunks from need on become a mapping of their own
+ * (a header page, registered as a head), which goes to the BigCache, so
+ * that their pages serve a later request instead of being unmapped now and
+ * faulted in again then. */
+static void own_split(struct huge_own *c, size_t need) {
+    uintptr_t tail = (uintptr_t)c + need;
+    size_t tail_size = c->map_size - need;
+    struct huge_own *t = (struct huge_own *)tail;
+    t->magic = HUGE_MAGIC;
+    t->kind = HUGE_OWN;
+    t->map_size = tail_size;
+    t->user_off = page_size();
+    t->user_size = 0;
+    t->align = HAK_MIN_ALIGN;
+    t->cached = 0;
+    t->node = c->node;
+    c->map_size = need;
+    segmap_register(tail, tail_size >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+    if (!bigcache_put(t)) own_unmap(t);
+}
+
+/* A cached mapping on node (any when -1) to fill up to room bytes of a
+ * growing block: the largest one that fits in room, else the smallest
+ * larger one (the caller splits it); NULL when the cache has none. */
+static struct huge_own *bigcache_take_piece(size_t room, int node) {
+    if (atomic_load_relaxed(&big_count) == 0) return NULL;
+    struct huge_own *best = NULL;
+    unsigned best_i = 0;
+    big_lock_take();
+    for (unsigned i = 0; i < big_n; i++) {
+        struct huge_own *c = big[i].c;
+        if (node >= 0 && c->node != node) continue;
+        bool fits = c->map_size <= room;
+        bool better = !best || (fits ? best->map_size > room || c->map_size > best->map_size
+                                     : best->map_size > room && c->map_size < best->map_size);
+        if (better) {
+            best = c;
+            best_i = i;
+        }
+    }
+    if (best) {
+        big[best_i] = big[--big_n];
+        big_bytes -= best->map_size;
+    }
+    big_lock_drop();
+    return best;
+}
+
+/* Fits mapping c, just taken from the BigCache, to a block of size bytes
+ * with alignment align. Shrinking cuts off the chunks past the block but
+ * one (own_split caches them). Growing extends the mapping in place, else
+ * moves its pages onto a fresh aligned reservation and moves the pages of
+ * further cached mappings after them (mremap: no copy, no fault), so that
+ * only what the cache cannot cover is fresh; the OS policies are applied
+ * to that fresh part. Returns the mapping, perhaps moved, or NULL when it
+ * cannot grow (then c is unmapped). */
+static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align) {
+    size_t need = own_map_size(size, align);
+    size_t old = c->map_size;
+    uintptr_t base = (uintptr_t)c;
+    if (need <= old) {
+        /* one chunk of excess stays (no split now, no regrowth when the
+         * sizes alternate around a chunk boundary); pages past the block
+         * that a previous user touched stay resident */
+        if (old - need > HAK_CHUNK) own_split(c, need);
+        return c;
+    }
+    size_t fresh_from = old, moved = 0;
+    /* growing in place gives fresh pages: only when the cache has none
+     * (a racy look, a hint) */
+    bool pieces = atomic_load_relaxed(&big_count) != 0;
+    if (pieces || os_grow_in_place(c, old, need) != 0) {
+        void *dst;
+        if (os_map_chunks(need, align > HAK_CHUNK ? align : HAK_CHUNK,
+                          align > HAK_CHUNK ? HAK_CHUNK : 0, &dst) != 0) {
+            own_unmap(c);
+            return NULL;
+        }
+        segmap_unregister(base, old >> HAK_CHUNK_SHIFT);
+        if (os_move(c, old, dst, old) != 0) {
+            segmap_register(base, old >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+            os_unmap(dst, need);
+            own_unmap(c);
+            return NULL;
+        }
+        c = dst;
+        base = (uintptr_t)dst;
+        /* the rest from other cached mappings, while the cache has some */
+        while (fresh_from < need) {
+            struct huge_own *piece = bigcache_take_piece(need - fresh_from, c->node);
+            if (!piece) break;
+            if (piece->map_size > need - fresh_from) own_split(piece, need - fresh_from);
+            size_t len = piece->map_size;
+            segmap_unregister((uintptr_t)piece, len >> HAK_CHUNK_SHIFT);
+            if (os_move(piece, len, (void *)(base + fresh_from), len) != 0) {
+                segmap_register((uintptr_t)piece, len >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+                if (!bigcache_put(piece)) own_unmap(piece);
+                break;
+            }
+            fresh_from += len;
+            moved += len;
+        }
+    }
+    segmap_register(base, need >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
+    /* os_mapped grows by what is new: the pieces were counted already */
+    if (need - old > moved) stats_note_map(HAK_LANE_HUGE, need - old - moved);
+    c->map_size = need;
+    size_t used = own_offset(align) + size;
+    if (fresh_from < need)
+        os_map_policy((void *)(base + fresh_from), need - fresh_from, size,
+                      used > fresh_from ? used - fresh_from : 0);
+    return c;
+}
+
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     /* calloc wants memory that reads as zero without writing it: fresh */
-    struct huge_own *c = zeroed ? NULL : bigcache_take(size, align);
+    int node = os_current_node();
+    struct huge_own *c = zeroed ? NULL : bigcache_take(size, align, node);
+    if (c) c = own_refit(c, size, align);
+    void *base = NULL;
+    size_t map_size = 0;
+    if (!c) os_purge_tick(); /* a slow path: run due purges (a hit is fast) */
+    if (!c && own_map(size, align, zeroed != NULL, &map_size, &base, &node) != 0) {
+        /* memory is short: a cached block of another node will do */
+        if (zeroed || node < 0 || !(c = bigcache_take(size, align, -1))) return NULL;
+        if (!(c = own_refit(c, size, align))) return NULL;
+    }
     if (c) {
         c->cached = 0;
         c->user_off = own_offset(align);
@@ -179,9 +347,6 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
         if (zeroed) *zeroed = false;
         return (char *)c + c->user_off;
     }
-    void *base;
-    size_t map_size;
-    if (own_map(size, align, &map_size, &base) != 0) return NULL;
     c = base;
     c->magic = HUGE_MAGIC;
     c->kind = HUGE_OWN;
@@ -189,6 +354,8 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     c->user_off = own_offset(align);
     c->user_size = hak_align_up(size, page_size());
     c->align = align;
+    if (zeroed) node = os_map_policy(base, map_size, size, c->user_off + size);
+    c->node = node;
     segmap_register((uintptr_t)base, map_size >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
     stats_note_map(HAK_LANE_HUGE, map_size);
     stats_note_alloc(HAK_LANE_HUGE, c->user_size);
@@ -208,10 +375,25 @@ static bool own_check(struct huge_own *c, const void *p, hak_call_t call) {
     return true;
 }
 
-static void own_free(struct huge_own *c, void *p, hak_call_t call) {
-    if (!own_check(c, p, call)) return;
+/* Frees of cached blocks between two purge ticks: a program cycling one
+ * big buffer through the BigCache pays no clock read per free; due purges
+ * still run (the purger thread, started by a tick, does most of them). */
+#define HUGE_TICK_EVERY 16
+static _Atomic unsigned huge_free_count;
+
+/* Returns whether the caller should run a purge tick. */
+static bool own_free(struct huge_own *c, void *p, hak_call_t call) {
+    if (!own_check(c, p, call)) return false;
     stats_note_free(HAK_LANE_HUGE, c->user_size);
-    if (!bigcache_put(c)) own_unmap(c);
+    if (!bigcache_put(c)) {
+        own_unmap(c);
+        return true;
+    }
+    /* a plain load and store, not a read-modify-write: a lost count only
+     * shifts the next tick */
+    unsigned n = atomic_load_relaxed(&huge_free_count);
+    atomic_store_relaxed(&huge_free_count, n + 1);
+    return n % HUGE_TICK_EVERY == 0;
 }
 
 /* Resizes an own mapping; returns the block or NULL (p untouched). */
@@ -281,9 +463,9 @@ static void *huge_alloc_aligned(size_t size, size_t align, bool *zeroed) {
         errno = ENOMEM;
         return NULL;
     }
-    os_purge_tick();
     void *p;
     if (pagerun_fits(size, align)) {
+        os_purge_tick();
         size_t bytes;
         p = pagerun_alloc(&huge_runs, size, align, zeroed, &bytes);
         if (p) stats_note_alloc(HAK_LANE_HUGE, bytes);
@@ -300,13 +482,14 @@ static void *huge_alloc(size_t size, bool *zeroed) {
 
 static void huge_free(void *p, uintptr_t head, hak_call_t call) {
     int saved = errno; /* free never changes errno */
+    bool tick = true;
     if (kind_at(head) == HUGE_OWN) {
-        own_free((struct huge_own *)head, p, call);
+        tick = own_free((struct huge_own *)head, p, call);
     } else {
         size_t bytes = pagerun_free(head, p, call);
         if (bytes) stats_note_free(HAK_LANE_HUGE, bytes);
     }
-    os_purge_tick();
+    if (tick) os_purge_tick();
     errno = saved;
 }
 
@@ -341,16 +524,16 @@ static int huge_init(void) {
 }
 
 static void huge_fork_prepare(void) {
-    pthread_mutex_lock(&big_lock);
+    big_lock_take();
     pagerun_fork_prepare(&huge_runs);
 }
 static void huge_fork_parent(void) {
     pagerun_fork_parent(&huge_runs);
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
 }
 static void huge_fork_child(void) {
     pagerun_fork_child(&huge_runs);
-    pthread_mutex_unlock(&big_lock);
+    big_lock_drop();
 }
 
 const struct hak_lane huge_lane = {
