@@ -259,7 +259,7 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     sl->used = 0;
     sl->block_size = 0;
     sl->div_magic = 0;
-    sl->carved = 0;
+    atomic_store_relaxed(&sl->carved, 0);
     sl->capacity = 0;
     sl->where = SLAB_ON_NONE;
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
@@ -328,7 +328,7 @@ static size_t reclaim_abandoned(struct slab_lane *L) {
             sl->free = NULL;
             sl->block_size = 0;
             sl->div_magic = 0;
-            sl->carved = 0;
+            atomic_store_relaxed(&sl->carved, 0);
             sl->capacity = 0;
             atomic_store_relaxed(&sl->in_notify, 0);
             atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
@@ -430,18 +430,19 @@ static void drain_notify(struct slab_heap *h) {
 /* Carves never-used blocks onto the free list: carve_bytes' worth, at least
  * carve_min blocks, at most what the slab has left. */
 static bool carve(struct slab_lane *L, struct slab *sl) {
-    if (sl->carved >= sl->capacity) return false;
+    uint32_t carved = atomic_load_relaxed(&sl->carved);
+    if (carved >= sl->capacity) return false;
     uint32_t bs = sl->block_size;
     uint32_t n = L->carve_bytes / bs;
     if (n < L->carve_min) n = L->carve_min;
-    uint32_t left = (sl->capacity - sl->carved) / bs;
+    uint32_t left = (sl->capacity - carved) / bs;
     if (n > left) n = left;
-    char *first = slab_base(sl) + sl->carved;
+    char *first = slab_base(sl) + carved;
     for (uint32_t i = 0; i + 1 < n; i++)
         *(void **)(first + (size_t)i * bs) = first + (size_t)(i + 1) * bs;
     *(void **)(first + (size_t)(n - 1) * bs) = sl->free;
     sl->free = first;
-    sl->carved += n * bs;
+    atomic_store_relaxed(&sl->carved, carved + n * bs);
     return true;
 }
 
@@ -502,7 +503,7 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     sl->block_size = bs;
     sl->div_magic = (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs;
     sl->capacity = slab_size / bs * bs;
-    sl->carved = 0;
+    atomic_store_relaxed(&sl->carved, 0);
     sl->used = 0;
     sl->free = NULL;
     sl->cls = (uint8_t)cls;
@@ -645,12 +646,12 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
         hak_report_misuse(call, p, "invalid pointer (not a block)");
         return;
     }
-    if (off % bs != 0 || off >= sl->carved) {
+    if (off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return;
     }
     uint8_t lane = s->lane->id;
-    if (*slab_mark_of(p) == slab_mark(p) || (sl->free == p && atomic_load_relaxed(&sl->owner) == me)) {
+    if (*slab_mark_of(p) == slab_mark(p) || (atomic_load_relaxed(&sl->owner) == me && sl->free == p)) {
         hak_report_misuse(call, p, "double free");
         return;
     }
@@ -697,7 +698,7 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
     const struct slab *sl = slab_of(p, seg, shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
     uint32_t bs = sl->block_size;
-    if (bs == 0 || off % bs != 0 || off >= sl->carved) {
+    if (bs == 0 || off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return 0;
     }

@@ -81,7 +81,9 @@ struct slab {
     struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
     uint64_t div_magic;              /* ceil(2^40 / block_size): offset -> index,
                                         exact for offsets < 2^20 */
-    uint32_t carved;                 /* bytes carved into blocks so far */
+    _Atomic uint32_t carved;         /* bytes carved into blocks so far (written by
+                                        the owner; read by any thread's free,
+                                        hence relaxed atomic) */
     uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
     uint8_t cls;                     /* size class */
     uint8_t where;                   /* SLAB_ON_* */
@@ -247,10 +249,12 @@ static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned sl
     struct slab *sl = slab_of(p, seg, slab_shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
     uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
-    void *head = sl->free;
+    void *head;
     uintptr_t mark = slab_mark(p);
-    if (HAK_LIKELY(idx * sl->block_size == off && off < sl->carved &&
-                   atomic_load_relaxed(&sl->owner) == h && head != NULL &&
+    /* The owner test comes before any read of the owner's fields (free,
+     * used): another thread's slab is only looked at through atomics. */
+    if (HAK_LIKELY(atomic_load_relaxed(&sl->owner) == h && idx * sl->block_size == off &&
+                   off < atomic_load_relaxed(&sl->carved) && (head = sl->free) != NULL &&
                    *slab_mark_of(p) != mark && sl->used > 1)) {
         *slab_mark_of(p) = mark;
         *(void **)p = head;

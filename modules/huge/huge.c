@@ -81,7 +81,9 @@ static struct {
     struct huge_own *c;
     uint64_t freed_at; /* ns */
 } big[BIGCACHE_SLOTS];
-static unsigned big_n;
+/* Written under big_lock; read without it by bigcache_take's early exit,
+ * hence relaxed atomic. */
+static _Atomic unsigned big_n;
 static size_t big_bytes;
 
 static size_t own_map_size(size_t size, size_t align) {
@@ -93,11 +95,12 @@ static size_t own_map_size(size_t size, size_t align) {
 /* A cached mapping for (size, align), or NULL. */
 static struct huge_own *bigcache_take(size_t size, size_t align) {
     size_t need = own_map_size(size, align);
-    if (need == SIZE_MAX || big_n == 0) return NULL;
+    if (need == SIZE_MAX || atomic_load_relaxed(&big_n) == 0) return NULL;
     struct huge_own *best = NULL;
     unsigned best_i = 0;
     pthread_mutex_lock(&big_lock);
-    for (unsigned i = 0; i < big_n; i++) {
+    unsigned n = atomic_load_relaxed(&big_n);
+    for (unsigned i = 0; i < n; i++) {
         struct huge_own *c = big[i].c;
         if (c->map_size < need || c->map_size / 2 > need) continue; /* at most twice */
         if (align > HAK_CHUNK && ((uintptr_t)c + HAK_CHUNK) % align != 0) continue;
@@ -107,7 +110,8 @@ static struct huge_own *bigcache_take(size_t size, size_t align) {
         }
     }
     if (best) {
-        big[best_i] = big[--big_n];
+        big[best_i] = big[n - 1];
+        atomic_store_relaxed(&big_n, n - 1);
         big_bytes -= best->map_size;
     }
     pthread_mutex_unlock(&big_lock);
@@ -121,11 +125,12 @@ static bool bigcache_put(struct huge_own *c) {
     uint64_t now = os_now_ns();
     bool kept = false;
     pthread_mutex_lock(&big_lock);
-    if (big_n < BIGCACHE_SLOTS && big_bytes + c->map_size <= limit) {
+    unsigned n = atomic_load_relaxed(&big_n);
+    if (n < BIGCACHE_SLOTS && big_bytes + c->map_size <= limit) {
         c->cached = 1;
-        big[big_n].c = c;
-        big[big_n].freed_at = now;
-        big_n++;
+        big[n].c = c;
+        big[n].freed_at = now;
+        atomic_store_relaxed(&big_n, n + 1);
         big_bytes += c->map_size;
         kept = true;
     }
@@ -148,12 +153,14 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     struct huge_own *victims[BIGCACHE_SLOTS];
     unsigned nv = 0;
     pthread_mutex_lock(&big_lock);
-    for (unsigned i = 0; i < big_n;) {
+    unsigned n = atomic_load_relaxed(&big_n);
+    for (unsigned i = 0; i < n;) {
         uint64_t due = big[i].freed_at + delay;
         if (all || due <= now) {
             victims[nv++] = big[i].c;
             big_bytes -= big[i].c->map_size;
-            big[i] = big[--big_n];
+            big[i] = big[--n];
+            atomic_store_relaxed(&big_n, n);
             continue;
         }
         if (due < *next_due) *next_due = due;
