@@ -211,6 +211,37 @@ extern uintptr_t slab_free_key;
 static inline uintptr_t *slab_mark_of(void *p) { return (uintptr_t *)p + 1; }
 static inline uintptr_t slab_mark(const void *p) { return slab_free_key ^ (uintptr_t)p; }
 
+/* ---- free-list links ---------------------------------------------------
+ * A free block's first word links it to the next block of its list (the
+ * slab's local list or its remote list). The hardened build (-Dsecure=true)
+ * stores every link encoded, XORed with a random per-process key and with
+ * the address of the word itself, and checks each block it takes off a list:
+ * its double-free mark must be intact (every free block carries one there)
+ * and its decoded link must stay inside the block's segment. So an overflow
+ * from the block before cannot aim the list at memory of its choosing (it
+ * does not know the key) and is caught when the block is next handed out.
+ * The key is per process rather than per heap because slabs and their lists
+ * move between heaps (remote frees, adoption of an abandoned segment). The
+ * default build stores links plain: both macros are the identity. */
+#if HAK_SECURE
+extern uintptr_t slab_link_key;
+#define SLAB_LINK_ENCODE(next, at) ((void *)((uintptr_t)(next) ^ slab_link_key ^ (uintptr_t)(at)))
+#else
+#define SLAB_LINK_ENCODE(next, at) ((void *)(next))
+#endif
+#define SLAB_LINK_DECODE(word, at) SLAB_LINK_ENCODE(word, at)
+
+/* -Dsecure: p, taken off a free list with decoded link next, was overwritten. */
+HAK_NORETURN HAK_NOINLINE HAK_COLD void slab_link_corrupt(const void *p);
+
+/* -Dsecure: checks p, taken off a free list, and its decoded link next. */
+static HAK_ALWAYS_INLINE void slab_link_check(void *p, void *next) {
+    if (HAK_SECURE &&
+        HAK_UNLIKELY(*slab_mark_of(p) != slab_mark(p) ||
+                     (next != NULL && (((uintptr_t)next ^ (uintptr_t)p) >> HAK_CHUNK_SHIFT) != 0)))
+        slab_link_corrupt(p);
+}
+
 /* -Dstats=true: the fast paths flush their batch every STATS_EXACT_OPS
  * operations, so a snapshot from another thread is exact to within that
  * many operations per thread (the default build flushes on slow paths and
@@ -230,7 +261,9 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
     struct slab *sl = h->cur[cls];
     void *p = sl->free;
     if (HAK_LIKELY(p != NULL)) {
-        sl->free = *(void **)p;
+        void *next = SLAB_LINK_DECODE(*(void **)p, p);
+        slab_link_check(p, next);
+        sl->free = next;
         *slab_mark_of(p) = 0;
         sl->used++;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
@@ -257,7 +290,7 @@ static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned sl
                    off < atomic_load_relaxed(&sl->carved) && (head = sl->free) != NULL &&
                    *slab_mark_of(p) != mark && sl->used > 1)) {
         *slab_mark_of(p) = mark;
-        *(void **)p = head;
+        *(void **)p = SLAB_LINK_ENCODE(head, p);
         sl->free = p;
         sl->used--;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;

@@ -174,9 +174,21 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     return bytes;
 }
 
+/* -Dsecure: the page after the block (user_size is whole pages) is a guard
+ * while the block is out; the mapping always has room for it (own_alloc and
+ * own_resize ask for HUGE_GUARD more). */
+#define HUGE_GUARD (HAK_SECURE ? page_size() : 0)
+
+static void own_guard(struct huge_own *c, bool on) {
+    if (HAK_SECURE)
+        os_protect((char *)c + c->user_off + c->user_size, page_size(), !on);
+}
+
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
+    void *p = NULL;
+    struct huge_own *c;
     /* calloc wants memory that reads as zero without writing it: fresh */
-    struct huge_own *c = zeroed ? NULL : bigcache_take(size, align);
+    c = zeroed ? NULL : bigcache_take(size + HUGE_GUARD, align);
     if (c) {
         c->cached = 0;
         c->user_off = own_offset(align);
@@ -184,11 +196,13 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
         c->align = align;
         stats_note_alloc(HAK_LANE_HUGE, c->user_size);
         if (zeroed) *zeroed = false;
-        return (char *)c + c->user_off;
+        p = (char *)c + c->user_off;
+        own_guard(c, true);
+        return p;
     }
     void *base;
     size_t map_size;
-    if (own_map(size, align, &map_size, &base) != 0) return NULL;
+    if (own_map(size + HUGE_GUARD, align, &map_size, &base) != 0) return NULL;
     c = base;
     c->magic = HUGE_MAGIC;
     c->kind = HUGE_OWN;
@@ -200,6 +214,7 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     stats_note_map(HAK_LANE_HUGE, map_size);
     stats_note_alloc(HAK_LANE_HUGE, c->user_size);
     if (zeroed) *zeroed = true;
+    own_guard(c, true);
     return (char *)base + c->user_off;
 }
 
@@ -218,17 +233,18 @@ static bool own_check(struct huge_own *c, const void *p, hak_call_t call) {
 static void own_free(struct huge_own *c, void *p, hak_call_t call) {
     if (!own_check(c, p, call)) return;
     stats_note_free(HAK_LANE_HUGE, c->user_size);
+    own_guard(c, false);
     if (!bigcache_put(c)) own_unmap(c);
 }
 
-/* Resizes an own mapping; returns the block or NULL (p untouched). */
-static void *own_resize(struct huge_own *c, void *p, size_t new_size) {
-    if (!own_check(c, p, "realloc")) return NULL;
+/* Resizes an own mapping, keeping room for guard bytes after the block;
+ * returns the block or NULL (p untouched). */
+static void *own_resize_room(struct huge_own *c, void *p, size_t new_size, size_t guard) {
     size_t ps = page_size();
     size_t new_user = hak_align_up(new_size, ps);
     size_t old_user = c->user_size;
     size_t need;
-    if (HAK_ADD_OVERFLOW(c->user_off, new_user + HAK_CHUNK - 1, &need)) return NULL;
+    if (HAK_ADD_OVERFLOW(c->user_off, new_user + guard + HAK_CHUNK - 1, &need)) return NULL;
     size_t new_map = hak_align_down(need, HAK_CHUNK);
     size_t old_map = c->map_size;
     uintptr_t base = (uintptr_t)c;
@@ -279,6 +295,16 @@ static void *own_resize(struct huge_own *c, void *p, size_t new_size) {
     else
         stats_add(HAK_LANE_HUGE, HAK_CTR_free_bytes, old_user - new_user);
     return (char *)base + c->user_off;
+}
+
+/* Resizes an own mapping; returns the block or NULL (p untouched). */
+static void *own_resize(struct huge_own *c, void *p, size_t new_size) {
+    if (!own_check(c, p, "realloc")) return NULL;
+    size_t off = c->user_off; /* c is gone if the mapping moves */
+    own_guard(c, false);      /* the block may grow over it; set again after */
+    char *q = own_resize_room(c, p, new_size, HUGE_GUARD);
+    own_guard(q ? (struct huge_own *)(q - off) : c, true);
+    return q;
 }
 
 /* ---- the lane contract ------------------------------------------------ */

@@ -332,7 +332,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (unsigned t = 1; t < FUZZ_THREADS; t++) start_worker(t);
         started = true;
     }
-    struct input in = { data, size, 0 };
+    static struct input in;
+    in = (struct input){ data, size, 0 };
     current = &in;
     ops_left = FUZZ_OPS_MAX;
     input_done = false;
