@@ -167,7 +167,6 @@ static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_st
         slab_link_check(tail, next);
         tail = next;
     }
-    slab_link_check(tail, NULL);
     *(void **)tail = SLAB_LINK_ENCODE(sl->free, tail);
     sl->free = list;
     hak_assert(sl->used >= n);
@@ -463,7 +462,7 @@ static bool carve(struct slab_lane *L, struct slab *sl) {
 #if HAK_SECURE
     /* Hardened: the n blocks go on the list in a random order (block
      * start + i * step mod n, step prime to n), so that where the next
-     * block comes from cannot be predicted; each gets its free mark. */
+     * block comes from cannot be predicted. */
     uint64_t r = carve_rng;
     if (r == 0) r = os_random_word() | 1;
     r ^= r << 13, r ^= r >> 7, r ^= r << 17;
@@ -486,7 +485,6 @@ static bool carve(struct slab_lane *L, struct slab *sl) {
     for (uint32_t i = 0, k = start; i < n; i++, k = (k + step) % n) {
         char *b = first + (size_t)k * bs;
         *(void **)b = SLAB_LINK_ENCODE(head, b);
-        *slab_mark_of(b) = slab_mark(b);
         head = b;
     }
     sl->free = head;

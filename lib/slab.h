@@ -215,11 +215,11 @@ static inline uintptr_t slab_mark(const void *p) { return slab_free_key ^ (uintp
  * A free block's first word links it to the next block of its list (the
  * slab's local list or its remote list). The hardened build (-Dsecure=true)
  * stores every link encoded, XORed with a random per-process key and with
- * the address of the word itself, and checks each block it takes off a list:
- * its double-free mark must be intact (every free block carries one there)
- * and its decoded link must stay inside the block's segment. So an overflow
- * from the block before cannot aim the list at memory of its choosing (it
- * does not know the key) and is caught when the block is next handed out.
+ * the address of the word itself, and checks each link it follows: the
+ * decoded link must stay inside the block's segment. So an overflow from
+ * the block before cannot aim the list at memory of its choosing (it does
+ * not know the key: what it writes decodes to a random address) and is
+ * caught when the block is next handed out.
  * The key is per process rather than per heap because slabs and their lists
  * move between heaps (remote frees, adoption of an abandoned segment). The
  * default build stores links plain: both macros are the identity. */
@@ -234,11 +234,10 @@ extern uintptr_t slab_link_key;
 /* -Dsecure: p, taken off a free list with decoded link next, was overwritten. */
 HAK_NORETURN HAK_NOINLINE HAK_COLD void slab_link_corrupt(const void *p);
 
-/* -Dsecure: checks p, taken off a free list, and its decoded link next. */
+/* -Dsecure: checks the decoded link next of p, a block on a free list. */
 static HAK_ALWAYS_INLINE void slab_link_check(void *p, void *next) {
-    if (HAK_SECURE &&
-        HAK_UNLIKELY(*slab_mark_of(p) != slab_mark(p) ||
-                     (next != NULL && (((uintptr_t)next ^ (uintptr_t)p) >> HAK_CHUNK_SHIFT) != 0)))
+    if (HAK_SECURE && HAK_UNLIKELY(next != NULL &&
+                                   (((uintptr_t)next ^ (uintptr_t)p) >> HAK_CHUNK_SHIFT) != 0))
         slab_link_corrupt(p);
 }
 

@@ -31,6 +31,7 @@ struct huge_own {
     size_t user_size;   /* usable bytes of the block, multiple of the page */
     size_t align;       /* alignment asked for (kept on moves) */
     uint32_t cached;    /* 1 while the mapping waits in the BigCache */
+    size_t guard_off;   /* -Dsecure: offset of the guard page, 0 when none */
 };
 _Static_assert(offsetof(struct huge_own, kind) == offsetof(struct pagerun_chunk, kind),
                "both headers keep their kind at the same place");
@@ -174,14 +175,26 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     return bytes;
 }
 
-/* -Dsecure: the page after the block (user_size is whole pages) is a guard
- * while the block is out; the mapping always has room for it (own_alloc and
- * own_resize ask for HUGE_GUARD more). */
+/* -Dsecure: a guard page after the block (user_size is whole pages); the
+ * mapping always has room for it (own_alloc and own_resize ask for
+ * HUGE_GUARD more). It is put right after the block when the mapping is
+ * made and whenever a block grows over it; it stays where it is while the
+ * mapping is cached and when a block no larger than the last one reuses it
+ * (then the guard follows the block's slack: at most as much again as the
+ * block, the BigCache's bound), so that reusing a cached mapping costs no
+ * system call. mremap works on one VMA only: own_resize removes the guard
+ * before it grows a mapping. */
 #define HUGE_GUARD (HAK_SECURE ? page_size() : 0)
 
+/* Puts c's guard page after its block if there is none there (on), or
+ * removes it. */
 static void own_guard(struct huge_own *c, bool on) {
-    if (HAK_SECURE)
-        os_protect((char *)c + c->user_off + c->user_size, page_size(), !on);
+    if (!HAK_SECURE) return;
+    size_t at = on ? c->user_off + c->user_size : 0;
+    if (on && c->guard_off >= at) return; /* after the block already */
+    if (c->guard_off) os_protect((char *)c + c->guard_off, page_size(), true);
+    if (at) os_protect((char *)c + at, page_size(), false);
+    c->guard_off = at;
 }
 
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
@@ -233,7 +246,6 @@ static bool own_check(struct huge_own *c, const void *p, hak_call_t call) {
 static void own_free(struct huge_own *c, void *p, hak_call_t call) {
     if (!own_check(c, p, call)) return;
     stats_note_free(HAK_LANE_HUGE, c->user_size);
-    own_guard(c, false);
     if (!bigcache_put(c)) own_unmap(c);
 }
 
@@ -301,9 +313,15 @@ static void *own_resize_room(struct huge_own *c, void *p, size_t new_size, size_
 static void *own_resize(struct huge_own *c, void *p, size_t new_size) {
     if (!own_check(c, p, "realloc")) return NULL;
     size_t off = c->user_off; /* c is gone if the mapping moves */
-    own_guard(c, false);      /* the block may grow over it; set again after */
+    if (HAK_SECURE) {
+        size_t end = off + hak_align_up(new_size, page_size());
+        /* growing over the guard, or growing the mapping (mremap): off */
+        if (c->guard_off < end || end + HUGE_GUARD > c->map_size) own_guard(c, false);
+    }
     char *q = own_resize_room(c, p, new_size, HUGE_GUARD);
-    own_guard(q ? (struct huge_own *)(q - off) : c, true);
+    struct huge_own *n = q ? (struct huge_own *)(q - off) : c;
+    if (HAK_SECURE && n->guard_off >= n->map_size) n->guard_off = 0; /* unmapped tail */
+    own_guard(n, true);
     return q;
 }
 
