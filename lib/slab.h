@@ -236,8 +236,8 @@ HAK_NORETURN HAK_NOINLINE HAK_COLD void slab_link_corrupt(const void *p);
 
 /* -Dsecure: checks the decoded link next of p, a block on a free list. */
 static HAK_ALWAYS_INLINE void slab_link_check(void *p, void *next) {
-    if (HAK_SECURE && HAK_UNLIKELY(next != NULL &&
-                                   (((uintptr_t)next ^ (uintptr_t)p) >> HAK_CHUNK_SHIFT) != 0))
+    if (HAK_SECURE && HAK_UNLIKELY((((uintptr_t)next ^ (uintptr_t)p) >> HAK_CHUNK_SHIFT) != 0 &&
+                                   next != NULL))
         slab_link_corrupt(p);
 }
 
