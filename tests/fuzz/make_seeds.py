@@ -79,6 +79,24 @@ def seeds():
         ops += alloc(i, TINY, i)
     ops += [SWITCH, 0, TRIM]
     s["retire"] = ops
+    # thread churn: workers allocate, exit, and their blocks are freed by
+    # the next worker and by thread 0 (abandoned heaps adopted, remote frees
+    # into orphaned slabs)
+    ops = []
+    for r in range(12):
+        w = 1 + r % 2
+        ops += [SWITCH, w]
+        for i in range(8):
+            ops += alloc((r * 8 + i) % 64, (TINY, POOL, TINY_ANY)[i % 3], r * 31 + i)
+        ops += [RETIRE]
+        ops += [SWITCH, 3 - w]
+        for i in range(0, 8, 2):
+            ops += [FREE, (r * 8 + i) % 64]
+        ops += [SWITCH, 0]
+        for i in range(1, 8, 2):
+            ops += [REALLOC, (r * 8 + i) % 64] + size(TINY, i)
+    ops += [TRIM]
+    s["thread-churn"] = ops
     # many small blocks of one class, freed in a scattered order, trim
     ops = []
     for i in range(64):

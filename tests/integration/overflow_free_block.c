@@ -127,10 +127,6 @@ int main(void) {
     }
     cases++;
     passed += run_case("huge", 3 * HAK_CHUNK_SIZE + 100, 0);
-    if (cases == 1) {
-        printf("no slab lane in this build: skipped\n");
-        return 77;
-    }
     printf("%d of %d cases passed\n", passed, cases);
     return passed == cases ? 0 : 1;
 }
