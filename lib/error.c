@@ -67,6 +67,11 @@ void hak_report_misuse(const char *call, const void *ptr, const char *what) {
     abort();
 }
 
+void hak_report_corruption(const char *call, const void *ptr, const char *what) {
+    log_forced("%s(): heap corruption: %s %p", call, what, ptr);
+    abort();
+}
+
 void hak_assert_fail(const char *cond, const char *file, int line) {
     log_forced("internal error: assertion '%s' failed at %s:%d", cond, file, line);
     abort();

@@ -57,6 +57,12 @@ HAK_COLD HAK_NOINLINE void hak_report_misuse(const char *call, const void *ptr, 
  * "malloc_usable_size"). */
 typedef const char *hak_call_t;
 
+/* Heap corruption found by the hardened build (-Dsecure=true): prints one
+ * line like hak_report_misuse and aborts whatever HAKMEM_ON_ERROR says (the
+ * heap cannot be trusted any more). Never allocates. */
+HAK_NORETURN HAK_COLD HAK_NOINLINE void hak_report_corruption(const char *call, const void *ptr,
+                                                              const char *what);
+
 /* ---- logging (never allocates) ---------------------------------------- */
 
 /* Writes "hakmem: <message>\n" to stderr (or HAKMEM_LOG_FILE), unless

@@ -75,6 +75,10 @@ int os_purge(void *p, size_t size) {
     return errno;
 }
 
+int os_protect(void *p, size_t size, bool access) {
+    return mprotect(p, size, access ? PROT_READ | PROT_WRITE : PROT_NONE) == 0 ? 0 : errno;
+}
+
 int os_move(void *old, size_t old_size, void *dst, size_t new_size) {
     void *r = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     return r == MAP_FAILED ? errno : 0;

@@ -60,6 +60,11 @@ int os_open_append(const char *path);
 /* Current and peak resident set size of the process, bytes. */
 void os_rss(uint64_t *current, uint64_t *peak);
 
+/* Makes [p, p + size) inaccessible (access false: a guard) or readable and
+ * writable again (true). p and size are multiples of the page size.
+ * Returns 0 or an errno. */
+int os_protect(void *p, size_t size, bool access);
+
 /* A random word from the kernel (AT_RANDOM), mixed so that each call gives
  * another; never allocates, never blocks. */
 uintptr_t os_random_word(void);

@@ -30,6 +30,15 @@ struct slab_heap slab_heap_dead = {.cur = SENTINEL_CUR, .kind = SLAB_HEAP_DEAD};
 void hak_thread_attach(void);
 
 uintptr_t slab_free_key = 0x9e3779b97f4a7c15u; /* replaced by a random key at init */
+#if HAK_SECURE
+uintptr_t slab_link_key = 0x6a09e667f3bcc909u; /* likewise */
+/* The carve order's random state (not durable: any value will do). */
+static HAK_TLS_IE uint64_t carve_rng;
+#endif
+
+void slab_link_corrupt(const void *p) {
+    hak_report_corruption("malloc", p, "a free block was overwritten");
+}
 
 /* A heap flushes its counters every this many slow paths (and at exit). */
 #define SLAB_STATS_FLUSH_EVERY 64
@@ -125,12 +134,12 @@ static void free_remote(struct slab *sl, void *p) {
             heap_notify_push(atomic_load_acquire(&sl->owner), sl);
             old = busy;
             for (;;) {
-                *(uintptr_t *)p = old & ~SLAB_RS_MASK;
+                *(void **)p = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, p);
                 if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | SLAB_RS_NORMAL))
                     return;
             }
         }
-        *(uintptr_t *)p = old & ~SLAB_RS_MASK;
+        *(void **)p = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, p);
         if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | (old & SLAB_RS_MASK))) {
             /* the first block back to an abandoned slab: the purger takes
              * such blocks back (reclaim_abandoned) */
@@ -154,11 +163,11 @@ static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_st
     if (!list) return 0;
     uint32_t n = 1;
     void *tail = list;
-    while (*(void **)tail) {
-        tail = *(void **)tail;
-        n++;
+    for (void *next; (next = SLAB_LINK_DECODE(*(void **)tail, tail)) != NULL; n++) {
+        slab_link_check(tail, next);
+        tail = next;
     }
-    *(void **)tail = sl->free;
+    *(void **)tail = SLAB_LINK_ENCODE(sl->free, tail);
     sl->free = list;
     hak_assert(sl->used >= n);
     sl->used -= n;
@@ -229,6 +238,15 @@ static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h
         s->free_slabs = SEG_ALL_FREE(L);
         s->lane = L;
         for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
+        if (HAK_SECURE) {
+            /* Guard pages: the last page of the header slab (after the
+             * header, before the first blocks) and the segment's last page
+             * (the last slab gives it up: slab_assign), so no overflow runs
+             * from one segment into the next or into a header. */
+            size_t ps = os_page_size;
+            os_protect((char *)base + ((size_t)1 << L->slab_shift) - ps, ps, false);
+            os_protect((char *)base + HAK_CHUNK - ps, ps, false);
+        }
         segmap_register((uintptr_t)base, 1, L->id);
         pthread_mutex_lock(&L->lock);
         s->all_next = L->all;
@@ -259,7 +277,7 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     sl->used = 0;
     sl->block_size = 0;
     sl->div_magic = 0;
-    sl->carved = 0;
+    atomic_store_relaxed(&sl->carved, 0);
     sl->capacity = 0;
     sl->where = SLAB_ON_NONE;
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
@@ -328,7 +346,7 @@ static size_t reclaim_abandoned(struct slab_lane *L) {
             sl->free = NULL;
             sl->block_size = 0;
             sl->div_magic = 0;
-            sl->carved = 0;
+            atomic_store_relaxed(&sl->carved, 0);
             sl->capacity = 0;
             atomic_store_relaxed(&sl->in_notify, 0);
             atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
@@ -401,6 +419,9 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
 
 void slab_lane_init(struct slab_lane *L) {
     if (nlanes == 0) slab_free_key = os_random_word() | 1;
+#if HAK_SECURE
+    if (nlanes == 0) slab_link_key = os_random_word();
+#endif
     pthread_mutex_init(&L->lock, NULL);
     pthread_mutex_init(&L->orphan_lock, NULL);
     meta_pool_init(&L->heaps, sizeof(struct slab_heap), L->id);
@@ -430,18 +451,50 @@ static void drain_notify(struct slab_heap *h) {
 /* Carves never-used blocks onto the free list: carve_bytes' worth, at least
  * carve_min blocks, at most what the slab has left. */
 static bool carve(struct slab_lane *L, struct slab *sl) {
-    if (sl->carved >= sl->capacity) return false;
+    uint32_t carved = atomic_load_relaxed(&sl->carved);
+    if (carved >= sl->capacity) return false;
     uint32_t bs = sl->block_size;
     uint32_t n = L->carve_bytes / bs;
     if (n < L->carve_min) n = L->carve_min;
-    uint32_t left = (sl->capacity - sl->carved) / bs;
+    uint32_t left = (sl->capacity - carved) / bs;
     if (n > left) n = left;
-    char *first = slab_base(sl) + sl->carved;
+    char *first = slab_base(sl) + carved;
+#if HAK_SECURE
+    /* Hardened: the n blocks go on the list in a random order (block
+     * start + i * step mod n, step prime to n), so that where the next
+     * block comes from cannot be predicted. */
+    uint64_t r = carve_rng;
+    if (r == 0) r = os_random_word() | 1;
+    r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+    carve_rng = r;
+    uint32_t start = (uint32_t)(r % n), step = 1;
+    for (uint32_t tries = 0; n > 2 && tries < 8; tries++) {
+        uint32_t cand = 1 + (uint32_t)((r >> 20) + tries * 0x9e37u) % (n - 1);
+        uint32_t a = cand, b = n; /* gcd(cand, n) == 1? */
+        while (b) {
+            uint32_t t = a % b;
+            a = b;
+            b = t;
+        }
+        if (a == 1) {
+            step = cand;
+            break;
+        }
+    }
+    void *head = sl->free;
+    for (uint32_t i = 0, k = start; i < n; i++, k = (k + step) % n) {
+        char *b = first + (size_t)k * bs;
+        *(void **)b = SLAB_LINK_ENCODE(head, b);
+        head = b;
+    }
+    sl->free = head;
+#else
     for (uint32_t i = 0; i + 1 < n; i++)
         *(void **)(first + (size_t)i * bs) = first + (size_t)(i + 1) * bs;
     *(void **)(first + (size_t)(n - 1) * bs) = sl->free;
     sl->free = first;
-    sl->carved += n * bs;
+#endif
+    atomic_store_relaxed(&sl->carved, carved + n * bs);
     return true;
 }
 
@@ -501,8 +554,11 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     uint32_t slab_size = (uint32_t)1 << L->slab_shift;
     sl->block_size = bs;
     sl->div_magic = (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs;
-    sl->capacity = slab_size / bs * bs;
-    sl->carved = 0;
+    /* -Dsecure: the segment's last page is a guard (segment_new) */
+    uint32_t room = slab_size;
+    if (HAK_SECURE && i == (HAK_CHUNK >> L->slab_shift) - 1) room -= (uint32_t)os_page_size;
+    sl->capacity = room / bs * bs;
+    atomic_store_relaxed(&sl->carved, 0);
     sl->used = 0;
     sl->free = NULL;
     sl->cls = (uint8_t)cls;
@@ -646,12 +702,12 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
         hak_report_misuse(call, p, "invalid pointer (not a block)");
         return;
     }
-    if (off % bs != 0 || off >= sl->carved) {
+    if (off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return;
     }
     uint8_t lane = s->lane->id;
-    if (*slab_mark_of(p) == slab_mark(p) || (sl->free == p && atomic_load_relaxed(&sl->owner) == me)) {
+    if (*slab_mark_of(p) == slab_mark(p) || (atomic_load_relaxed(&sl->owner) == me && sl->free == p)) {
         hak_report_misuse(call, p, "double free");
         return;
     }
@@ -677,14 +733,14 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
         return;
     }
     if (HAK_DEBUG_CHECKS) {
-        for (void *q = sl->free; q; q = *(void **)q) {
+        for (void *q = sl->free; q; q = SLAB_LINK_DECODE(*(void **)q, q)) {
             if (q == p) {
                 hak_report_misuse(call, p, "double free");
                 return;
             }
         }
     }
-    *(void **)p = sl->free;
+    *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
     sl->free = p;
     sl->used--;
     if (!HAK_BENCH_MINIMAL) me->stats.cls[HAK_CCTR_frees][sl->cls]++;
@@ -698,7 +754,7 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
     const struct slab *sl = slab_of(p, seg, shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
     uint32_t bs = sl->block_size;
-    if (bs == 0 || off % bs != 0 || off >= sl->carved) {
+    if (bs == 0 || off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return 0;
     }

@@ -81,7 +81,9 @@ struct slab {
     struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
     uint64_t div_magic;              /* ceil(2^40 / block_size): offset -> index,
                                         exact for offsets < 2^20 */
-    uint32_t carved;                 /* bytes carved into blocks so far */
+    _Atomic uint32_t carved;         /* bytes carved into blocks so far (written by
+                                        the owner; read by any thread's free,
+                                        hence relaxed atomic) */
     uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
     uint8_t cls;                     /* size class */
     uint8_t where;                   /* SLAB_ON_* */
@@ -209,6 +211,36 @@ extern uintptr_t slab_free_key;
 static inline uintptr_t *slab_mark_of(void *p) { return (uintptr_t *)p + 1; }
 static inline uintptr_t slab_mark(const void *p) { return slab_free_key ^ (uintptr_t)p; }
 
+/* ---- free-list links ---------------------------------------------------
+ * A free block's first word links it to the next block of its list (the
+ * slab's local list or its remote list). The hardened build (-Dsecure=true)
+ * stores every link encoded, XORed with a random per-process key and with
+ * the address of the word itself, and checks each link it follows: the
+ * decoded link must stay inside the block's segment. So an overflow from
+ * the block before cannot aim the list at memory of its choosing (it does
+ * not know the key: what it writes decodes to a random address) and is
+ * caught when the block is next handed out.
+ * The key is per process rather than per heap because slabs and their lists
+ * move between heaps (remote frees, adoption of an abandoned segment). The
+ * default build stores links plain: both macros are the identity. */
+#if HAK_SECURE
+extern uintptr_t slab_link_key;
+#define SLAB_LINK_ENCODE(next, at) ((void *)((uintptr_t)(next) ^ slab_link_key ^ (uintptr_t)(at)))
+#else
+#define SLAB_LINK_ENCODE(next, at) ((void *)(next))
+#endif
+#define SLAB_LINK_DECODE(word, at) SLAB_LINK_ENCODE(word, at)
+
+/* -Dsecure: p, taken off a free list with decoded link next, was overwritten. */
+HAK_NORETURN HAK_NOINLINE HAK_COLD void slab_link_corrupt(const void *p);
+
+/* -Dsecure: checks the decoded link next of p, a block on a free list. */
+static HAK_ALWAYS_INLINE void slab_link_check(void *p, void *next) {
+    if (HAK_SECURE && HAK_UNLIKELY((((uintptr_t)next ^ (uintptr_t)p) >> HAK_CHUNK_SHIFT) != 0 &&
+                                   next != NULL))
+        slab_link_corrupt(p);
+}
+
 /* -Dstats=true: the fast paths flush their batch every STATS_EXACT_OPS
  * operations, so a snapshot from another thread is exact to within that
  * many operations per thread (the default build flushes on slow paths and
@@ -228,7 +260,9 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
     struct slab *sl = h->cur[cls];
     void *p = sl->free;
     if (HAK_LIKELY(p != NULL)) {
-        sl->free = *(void **)p;
+        void *next = SLAB_LINK_DECODE(*(void **)p, p);
+        slab_link_check(p, next);
+        sl->free = next;
         *slab_mark_of(p) = 0;
         sl->used++;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
@@ -247,13 +281,15 @@ static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned sl
     struct slab *sl = slab_of(p, seg, slab_shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
     uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
-    void *head = sl->free;
+    void *head;
     uintptr_t mark = slab_mark(p);
-    if (HAK_LIKELY(idx * sl->block_size == off && off < sl->carved &&
-                   atomic_load_relaxed(&sl->owner) == h && head != NULL &&
+    /* The owner test comes before any read of the owner's fields (free,
+     * used): another thread's slab is only looked at through atomics. */
+    if (HAK_LIKELY(atomic_load_relaxed(&sl->owner) == h && idx * sl->block_size == off &&
+                   off < atomic_load_relaxed(&sl->carved) && (head = sl->free) != NULL &&
                    *slab_mark_of(p) != mark && sl->used > 1)) {
         *slab_mark_of(p) = mark;
-        *(void **)p = head;
+        *(void **)p = SLAB_LINK_ENCODE(head, p);
         sl->free = p;
         sl->used--;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "hakmem.h"
 #include "segmap.h"
@@ -256,7 +257,10 @@ static void check_block_chunks(unsigned char *p, size_t size) {
     /* the byte just after the mapping is not this block's: foreign, or the
      * head of some other mapping */
     uintptr_t h;
-    int after = segmap_lookup((const void *)(last_chunk + CHUNK), &h);
+    /* (-Dsecure: a guard page after the block is part of the mapping) */
+    uintptr_t guard = HAK_SECURE ? (uintptr_t)sysconf(_SC_PAGESIZE) : 0;
+    uintptr_t map_last = ((uintptr_t)p + size - 1 + guard) / CHUNK * CHUNK;
+    int after = segmap_lookup((const void *)(map_last + CHUNK), &h);
     cr_assert(after == HAK_LANE_NONE || h != head,
               "the chunk after a block of %zu bytes resolves to the block's own head", size);
 }

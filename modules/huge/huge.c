@@ -33,6 +33,7 @@ struct huge_own {
     size_t align;       /* alignment asked for (kept on moves) */
     uint32_t cached;    /* 1 while the mapping waits in the BigCache */
     int32_t node;       /* NUMA node it is bound to, -1 when placement is off */
+    size_t guard_off;   /* -Dsecure: offset of the guard page, 0 when none */
 };
 _Static_assert(offsetof(struct huge_own, kind) == offsetof(struct pagerun_chunk, kind),
                "both headers keep their kind at the same place");
@@ -210,12 +211,35 @@ static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     return bytes;
 }
 
+/* -Dsecure: a guard page after the block (user_size is whole pages); the
+ * mapping always has room for it (own_alloc and own_resize ask for
+ * HUGE_GUARD more). It is put right after the block when the mapping is
+ * made and whenever a block grows over it; it stays where it is while the
+ * mapping is cached and when a block no larger than the last one reuses it
+ * in place, so that reusing a cached mapping costs no system call. mremap
+ * works on one VMA only, and a guard splits the mapping in two: the guard
+ * comes off before a mapping is split, moved or grown (own_split,
+ * own_refit, own_resize). */
+#define HUGE_GUARD (HAK_SECURE ? page_size() : 0)
+
+/* Puts c's guard page after its block if there is none there (on), or
+ * removes it. */
+static void own_guard(struct huge_own *c, bool on) {
+    if (!HAK_SECURE) return;
+    size_t at = on ? c->user_off + c->user_size : 0;
+    if (on && c->guard_off >= at) return; /* after the block already */
+    if (c->guard_off) os_protect((char *)c + c->guard_off, page_size(), true);
+    if (at) os_protect((char *)c + at, page_size(), false);
+    c->guard_off = at;
+}
+
 /* Cuts mapping c (off the cache) at need bytes (a multiple of HAK_CHUNK
  * below its size): the chunks from need on become a mapping of their own
  * (a header page, registered as a head), which goes to the BigCache, so
  * that their pages serve a later request instead of being unmapped now and
  * faulted in again then. */
 static void own_split(struct huge_own *c, size_t need) {
+    own_guard(c, false);
     uintptr_t tail = (uintptr_t)c + need;
     size_t tail_size = c->map_size - need;
     struct huge_own *t = (struct huge_own *)tail;
@@ -227,6 +251,7 @@ static void own_split(struct huge_own *c, size_t need) {
     t->align = HAK_MIN_ALIGN;
     t->cached = 0;
     t->node = c->node;
+    t->guard_off = 0;
     c->map_size = need;
     segmap_register(tail, tail_size >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
     if (!bigcache_put(t)) own_unmap(t);
@@ -278,6 +303,7 @@ static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align)
         if (old - need > HAK_CHUNK) own_split(c, need);
         return c;
     }
+    own_guard(c, false); /* it grows: one VMA for mremap */
     size_t fresh_from = old, moved = 0;
     /* growing in place gives fresh pages: only when the cache has none
      * (a racy look, a hint) */
@@ -302,6 +328,7 @@ static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align)
         while (fresh_from < need) {
             struct huge_own *piece = bigcache_take_piece(need - fresh_from, c->node);
             if (!piece) break;
+            own_guard(piece, false);
             if (piece->map_size > need - fresh_from) own_split(piece, need - fresh_from);
             size_t len = piece->map_size;
             segmap_unregister((uintptr_t)piece, len >> HAK_CHUNK_SHIFT);
@@ -326,6 +353,7 @@ static struct huge_own *own_refit(struct huge_own *c, size_t size, size_t align)
 }
 
 static void *own_alloc(size_t size, size_t align, bool *zeroed) {
+    size += HUGE_GUARD; /* room for the guard page; user_size leaves it out */
     /* calloc wants memory that reads as zero without writing it: fresh */
     int node = os_current_node();
     struct huge_own *c = zeroed ? NULL : bigcache_take(size, align, node);
@@ -341,10 +369,11 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     if (c) {
         c->cached = 0;
         c->user_off = own_offset(align);
-        c->user_size = hak_align_up(size, page_size());
+        c->user_size = hak_align_up(size - HUGE_GUARD, page_size());
         c->align = align;
         stats_note_alloc(HAK_LANE_HUGE, c->user_size);
         if (zeroed) *zeroed = false;
+        own_guard(c, true);
         return (char *)c + c->user_off;
     }
     c = base;
@@ -352,14 +381,16 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     c->kind = HUGE_OWN;
     c->map_size = map_size;
     c->user_off = own_offset(align);
-    c->user_size = hak_align_up(size, page_size());
+    c->user_size = hak_align_up(size - HUGE_GUARD, page_size());
     c->align = align;
+    c->guard_off = 0;
     if (zeroed) node = os_map_policy(base, map_size, size, c->user_off + size);
     c->node = node;
     segmap_register((uintptr_t)base, map_size >> HAK_CHUNK_SHIFT, HAK_LANE_HUGE);
     stats_note_map(HAK_LANE_HUGE, map_size);
     stats_note_alloc(HAK_LANE_HUGE, c->user_size);
     if (zeroed) *zeroed = true;
+    own_guard(c, true);
     return (char *)base + c->user_off;
 }
 
@@ -396,14 +427,14 @@ static bool own_free(struct huge_own *c, void *p, hak_call_t call) {
     return n % HUGE_TICK_EVERY == 0;
 }
 
-/* Resizes an own mapping; returns the block or NULL (p untouched). */
-static void *own_resize(struct huge_own *c, void *p, size_t new_size) {
-    if (!own_check(c, p, "realloc")) return NULL;
+/* Resizes an own mapping, keeping room for guard bytes after the block;
+ * returns the block or NULL (p untouched). */
+static void *own_resize_room(struct huge_own *c, size_t new_size, size_t guard) {
     size_t ps = page_size();
     size_t new_user = hak_align_up(new_size, ps);
     size_t old_user = c->user_size;
     size_t need;
-    if (HAK_ADD_OVERFLOW(c->user_off, new_user + HAK_CHUNK - 1, &need)) return NULL;
+    if (HAK_ADD_OVERFLOW(c->user_off, new_user + guard + HAK_CHUNK - 1, &need)) return NULL;
     size_t new_map = hak_align_down(need, HAK_CHUNK);
     size_t old_map = c->map_size;
     uintptr_t base = (uintptr_t)c;
@@ -454,6 +485,22 @@ static void *own_resize(struct huge_own *c, void *p, size_t new_size) {
     else
         stats_add(HAK_LANE_HUGE, HAK_CTR_free_bytes, old_user - new_user);
     return (char *)base + c->user_off;
+}
+
+/* Resizes an own mapping; returns the block or NULL (p untouched). */
+static void *own_resize(struct huge_own *c, void *p, size_t new_size) {
+    if (!own_check(c, p, "realloc")) return NULL;
+    size_t off = c->user_off; /* c is gone if the mapping moves */
+    if (HAK_SECURE) {
+        size_t end = off + hak_align_up(new_size, page_size());
+        /* growing over the guard, or growing the mapping (mremap): off */
+        if (c->guard_off < end || end + HUGE_GUARD > c->map_size) own_guard(c, false);
+    }
+    char *q = own_resize_room(c, new_size, HUGE_GUARD);
+    struct huge_own *n = q ? (struct huge_own *)(q - off) : c;
+    if (HAK_SECURE && n->guard_off >= n->map_size) n->guard_off = 0; /* unmapped tail */
+    own_guard(n, true);
+    return q;
 }
 
 /* ---- the lane contract ------------------------------------------------ */
