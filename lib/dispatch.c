@@ -130,6 +130,7 @@ static int init_core(void) {
         }
         lane_of_size[b] = id;
     }
+    os_set_release_hook(hak_release_caches); /* DESIGN.md 4: before giving up */
     return 0;
 }
 

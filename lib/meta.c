@@ -23,15 +23,20 @@ void *meta_alloc(struct meta_pool *m) {
         m->free = *(void **)obj;
     } else {
         if (m->used == m->cap) {
+            /* mapped without the lock: os_map_chunks may release the
+             * lanes' caches, and must find no hakmem lock held */
+            pthread_mutex_unlock(&m->lock);
             void *chunk;
-            if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &chunk) != 0) {
-                pthread_mutex_unlock(&m->lock);
-                return NULL;
+            if (os_map_chunks(HAK_CHUNK, HAK_CHUNK, 0, &chunk) != 0) return NULL;
+            pthread_mutex_lock(&m->lock);
+            if (m->used == m->cap) {
+                stats_note_map(m->lane, HAK_CHUNK);
+                m->chunk = chunk;
+                m->used = 0;
+                m->cap = HAK_CHUNK / m->obj_size;
+            } else { /* another thread mapped one meanwhile */
+                os_unmap(chunk, HAK_CHUNK);
             }
-            stats_note_map(m->lane, HAK_CHUNK);
-            m->chunk = chunk;
-            m->used = 0;
-            m->cap = HAK_CHUNK / m->obj_size;
         }
         obj = m->chunk + m->used++ * m->obj_size;
     }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -43,6 +44,54 @@ int os_reserve_noreserve(size_t size, void **out) {
     return 0;
 }
 
+/* ---- when the OS refuses memory ---------------------------------------
+ * DESIGN.md 4: before an allocation gives up, hakmem releases what it
+ * caches (empty segments, BigCache, purged chunks: unmapped, so that their
+ * address space is free for any lane under RLIMIT_AS) and tries again.
+ * Every mapping of fresh memory goes through map_anon, which does that once
+ * per refusal, whichever lane asked. The hook takes the lanes' locks: no
+ * caller of os_map_chunks holds one (see os.h). */
+
+static os_release_fn release_hook;
+
+void os_set_release_hook(os_release_fn fn) { release_hook = fn; }
+
+/* Test hook: map calls numbered in [fail_from, fail_to) fail (see
+ * hak_test_os_fail in os.h); map_calls counts every call that asks the OS
+ * for address space. */
+static _Atomic unsigned long map_calls, fail_from, fail_to;
+
+static bool injected_failure(void) {
+    unsigned long n = atomic_fetch_add_relaxed(&map_calls, 1) + 1;
+    return HAK_UNLIKELY(n >= atomic_load_relaxed(&fail_from) && n < atomic_load_relaxed(&fail_to));
+}
+
+HAK_EXPORT unsigned long hak_test_os_fail(unsigned long after, unsigned long count) {
+    unsigned long now = atomic_load_relaxed(&map_calls);
+    atomic_store_relaxed(&fail_to, 0); /* off while the window moves */
+    if (count == 0) return now;
+    unsigned long from = now + after + 1;
+    atomic_store_relaxed(&fail_from, from);
+    atomic_store_relaxed(&fail_to, count > ULONG_MAX - from ? ULONG_MAX : from + count);
+    return now;
+}
+
+static void *mmap_anon_once(size_t size) {
+    if (injected_failure()) return MAP_FAILED;
+    return mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+}
+
+/* size bytes of fresh anonymous memory, anywhere; MAP_FAILED when the OS
+ * refuses even after the caches were released. */
+static void *map_anon(size_t size) {
+    void *m = mmap_anon_once(size);
+    if (HAK_UNLIKELY(m == MAP_FAILED) && release_hook && release_hook() > 0) {
+        hak_verbose("the OS refused %zu bytes: caches released, trying again", size);
+        m = mmap_anon_once(size);
+    }
+    return m;
+}
+
 int os_map_chunks(size_t size, size_t align, size_t offset, void **out) {
     if (align < HAK_CHUNK) {
         align = HAK_CHUNK;
@@ -51,7 +100,7 @@ int os_map_chunks(size_t size, size_t align, size_t offset, void **out) {
     hak_assert(size % HAK_CHUNK == 0 && hak_is_pow2(align) && offset < align);
     size_t total;
     if (HAK_ADD_OVERFLOW(size, align, &total)) return ENOMEM;
-    void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *m = map_anon(total);
     if (m == MAP_FAILED) return ENOMEM;
     uintptr_t lo = (uintptr_t)m, hi = lo + total;
     uintptr_t r = hak_align_up(lo + offset, align) - offset;
@@ -80,11 +129,13 @@ int os_protect(void *p, size_t size, bool access) {
 }
 
 int os_move(void *old, size_t old_size, void *dst, size_t new_size) {
+    if (injected_failure()) return ENOMEM;
     void *r = mremap(old, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dst);
     return r == MAP_FAILED ? errno : 0;
 }
 
 int os_grow_in_place(void *p, size_t size, size_t new_size) {
+    if (injected_failure()) return ENOMEM;
     void *r = mremap(p, size, new_size, 0);
     return r == MAP_FAILED ? errno : 0;
 }

@@ -24,9 +24,27 @@ int os_reserve_noreserve(size_t size, void **out);
  * r % HAK_CHUNK == 0 and (r + offset) % align == 0. size a multiple of
  * HAK_CHUNK; align a power of two; offset < align, a multiple of HAK_CHUNK
  * when align > HAK_CHUNK (else 0). The slack of the over-sized reservation is
- * unmapped, never touched. Fails with ENOMEM when the OS refuses, or when
- * the result would lie outside the segment map's address space. */
+ * unmapped, never touched. Fails with ENOMEM when the OS refuses (even
+ * after the release hook below), or when the result would lie outside the
+ * segment map's address space. The caller holds no hakmem lock (see the
+ * release hook). */
 int os_map_chunks(size_t size, size_t align, size_t offset, void **out);
+
+/* When the OS refuses to map memory, os_map_chunks runs this hook (the
+ * dispatcher's hak_release_caches: every lane's caches unmapped) and, if it
+ * gave anything back, asks the OS once more. The hook takes lane locks, so
+ * callers of os_map_chunks hold no hakmem lock but a slab lane's
+ * orphan_lock (which the release never takes). Set once in hak_init. */
+typedef size_t (*os_release_fn)(void);
+void os_set_release_hook(os_release_fn fn);
+
+/* Test hook (tests/faults; not in hakmem.h): the calls that ask the OS for
+ * address space (each mmap of os_map_chunks, its retry included,
+ * os_grow_in_place, os_move) are counted; the `count` calls after the next
+ * `after` fail with ENOMEM as if the OS refused (count 0: none fails, the
+ * default; ULONG_MAX: all from then on). Returns the number of such calls
+ * made so far. Exported as hak_test_os_fail; off the fast paths. */
+HAK_EXPORT unsigned long hak_test_os_fail(unsigned long after, unsigned long count);
 
 /* Unmaps [p, p + size). p and size page-aligned. */
 int os_unmap(void *p, size_t size);

@@ -93,10 +93,9 @@ static void to_full_if_full(struct pagerun_arena *a, struct pagerun_chunk *c) {
 
 /* ---- chunks (under the arena's lock) ------------------------------------ */
 
-static struct pagerun_chunk *chunk_new(struct pagerun_arena *a) {
-    void *base;
-    /* runs below half a chunk (pagerun_fits) */
-    if (os_map_segment(HAK_CHUNK / 2 - page_size(), &base) != 0) return NULL;
+/* Sets up the fresh chunk at base (mapped by the caller without the lock:
+ * os_map_segment may release caches, which takes this lock). */
+static struct pagerun_chunk *chunk_new(struct pagerun_arena *a, void *base) {
     stats_note_map(a->lane, HAK_CHUNK);
     struct pagerun_chunk *c = base; /* fresh memory reads as zero */
     c->magic = PAGERUN_MAGIC;
@@ -172,8 +171,13 @@ void *pagerun_alloc(struct pagerun_arena *a, size_t size, size_t align, bool *ze
         if (i) p = take_run(a, c, i, n, zeroed);
     }
     if (!p) {
-        struct pagerun_chunk *c = chunk_new(a);
-        if (c) {
+        pthread_mutex_unlock(&a->lock);
+        void *base;
+        /* runs below half a chunk (pagerun_fits) */
+        int err = os_map_segment(HAK_CHUNK / 2 - page_size(), &base);
+        pthread_mutex_lock(&a->lock);
+        if (err == 0) {
+            struct pagerun_chunk *c = chunk_new(a, base);
             size_t i = find_run(c, n, step);
             hak_assert(i != 0);
             p = take_run(a, c, i, n, zeroed);

@@ -758,6 +758,13 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return 0;
     }
+    /* A freed block (realloc or malloc_usable_size after free): without
+     * this check realloc to the same class returned the freed block "in
+     * place", and the next malloc handed it out a second time. */
+    if (*slab_mark_of((void *)p) == slab_mark(p)) {
+        hak_report_misuse(call, p, "double free");
+        return 0;
+    }
     return bs;
 }
 

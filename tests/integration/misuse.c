@@ -188,6 +188,45 @@ MISUSE_CASE(double_free_mid, "free", ANY_TEXT)
 MISUSE_CASE(double_free_large, "free", ANY_TEXT)
 MISUSE_CASE(double_free_run, "free", ANY_TEXT)
 
+/* realloc and malloc_usable_size of a block already freed, in every lane */
+MISUSE_CASE(realloc_freed_tiny, "realloc", ANY_TEXT)
+MISUSE_CASE(realloc_freed_mid, "realloc", ANY_TEXT)
+MISUSE_CASE(realloc_freed_large, "realloc", ANY_TEXT)
+MISUSE_CASE(realloc_freed_run, "realloc", ANY_TEXT)
+MISUSE_CASE(realloc_freed_huge, "realloc", ANY_TEXT)
+MISUSE_CASE(usable_size_freed_tiny, "malloc_usable_size", ANY_TEXT)
+MISUSE_CASE(usable_size_freed_mid, "malloc_usable_size", ANY_TEXT)
+MISUSE_CASE(usable_size_freed_large, "malloc_usable_size", ANY_TEXT)
+MISUSE_CASE(usable_size_freed_run, "malloc_usable_size", ANY_TEXT)
+MISUSE_CASE(usable_size_freed_huge, "malloc_usable_size", ANY_TEXT)
+
+/* Every bad alignment and every huge or wrapping size at each lane's block
+ * size, through every allocation call: the documented NULL+errno (or
+ * return value), in a child that must neither crash nor hang. */
+static void check_edges(const char *api, const char *kase) {
+    struct itest_run r;
+    char *env[] = {NULL};
+    run_helper(api, kase, env, &r);
+    char st[64];
+    itest_status_str(&r, st, sizeof st);
+    cr_assert(!r.timed_out, "%s %s: the helper hung", api, kase);
+    if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == 77) cr_skip_test("%s %s: not applicable", api, kase);
+    cr_assert(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0 && strstr(r.out, "survived"),
+              "%s %s: %s; stdout \"%s\", stderr \"%s\"", api, kase, st, r.out, r.err);
+    cr_assert_str_empty(r.err, "%s %s: printed \"%s\"", api, kase, r.err);
+}
+
+#define EDGE_CASE(name)                                                          \
+    Test(misuse_edges, name, .timeout = 60) {                                    \
+        check_edges("hak", #name);                                               \
+        if (HAK_TEST_INTERPOSE) check_edges("std", #name);                       \
+    }
+EDGE_CASE(edge_tiny)
+EDGE_CASE(edge_mid)
+EDGE_CASE(edge_large)
+EDGE_CASE(edge_run)
+EDGE_CASE(edge_huge)
+
 /* HAKMEM_QUIET silences the warning, never the message before an abort. */
 Test(misuse_quiet, quiet_warn_mode_ignores_silently) {
     skip_if_no_options();

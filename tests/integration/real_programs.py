@@ -2,7 +2,7 @@
 """Real programs under LD_PRELOAD=libhakmem.so (DESIGN.md 9, issue 3).
 
     real_programs.py LIBHAKMEM PROGRAM [stats|nostats]
-                                       PROGRAM: sort | python3 | git | perl
+        PROGRAM: sort | python3 | git | perl | sqlite3 | cc | xz
 
 Runs the program's workload twice, without and with hakmem preloaded (only
 on the program under test, never on this driver), and fails unless both
@@ -29,6 +29,11 @@ SORT = "/usr/bin/sort"
 PYTHON = "/usr/bin/python3"  # Debian's: `python3` on PATH may be a shim
 GIT = "/usr/bin/git"
 PERL = "/usr/bin/perl"
+SQLITE = "/usr/bin/sqlite3"
+GCC = "/usr/bin/gcc"
+XZ = "/usr/bin/xz"
+ZSTD = "/usr/bin/zstd"
+SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The exit report (lib/stats.c): one write of a block of lines.
 REPORT = re.compile(r"hakmem: statistics\n(?:  .*\n)*?  rss .*\n")
@@ -101,10 +106,13 @@ def report_allocs(log):
     return allocs
 
 
-def compare(name, plain, hak):
-    """Both runs agree; the preloaded one reported allocations."""
+def compare(name, plain, hak, normalise=None):
+    """Both runs agree (after normalise(bytes) of their stdout and stderr,
+    when given); the preloaded one reported allocations."""
     rc0, out0, err0, _, _ = plain
     rc1, out1, err1, log, bound = hak
+    if normalise:
+        out0, err0, out1, err1 = (normalise(x) for x in (out0, err0, out1, err1))
     if b"hakmem:" in err0:
         raise Failure(f"{name}: the run without hakmem mentions hakmem:\n{err0[:2000]!r}")
     allocs = report_allocs(log)
@@ -127,10 +135,10 @@ def compare(name, plain, hak):
     return allocs
 
 
-def both(name, argv, lib, cwd_plain, cwd_hak, env, stdin_data=None):
+def both(name, argv, lib, cwd_plain, cwd_hak, env, stdin_data=None, normalise=None):
     plain = run(argv, lib, cwd_plain, env, False, stdin_data)
     hak = run(argv, lib, cwd_hak, env, True, stdin_data)
-    allocs = compare(name, plain, hak)
+    allocs = compare(name, plain, hak, normalise)
     served = (f"hakmem served {sum(allocs)} allocations in {len(allocs)} process(es)"
               if WANT_STATS else "malloc bound to libhakmem")
     print(f"  {name}: {len(plain[1])} bytes of output agree; {served}")
@@ -202,12 +210,27 @@ print(h.hexdigest(), len(t), len(b))
 """
 
 
+# Some of python3's own test modules (Debian's libpython3.X-testsuite),
+# when installed: containers, strings, regular expressions, JSON.
+PY_TEST_MODULES = ["test_dict", "test_list", "test_bytes", "test_re", "test_json",
+                   "test_collections", "test_heapq", "test_deque"]
+PY_TIMING = re.compile(rb"(Ran \d+ tests?) in [0-9.]+s")
+
+
 def test_python(lib, tmp):
     if not os.access(PYTHON, os.X_OK):
         return 77
     env = base_env(tmp)
     # -I: isolated (ignores PYTHON* variables and the user's site-packages)
     both("python3", [PYTHON, "-I", "-c", PY_WORKLOAD], lib, tmp, tmp, env)
+    found = subprocess.run([PYTHON, "-I", "-c", "import test.test_dict"], env=env,
+                           capture_output=True).returncode == 0
+    if found:
+        both("python3 -m unittest " + " ".join(PY_TEST_MODULES),
+             [PYTHON, "-I", "-m", "unittest"] + ["test." + m for m in PY_TEST_MODULES],
+             lib, tmp, tmp, env, normalise=lambda b: PY_TIMING.sub(rb"\1", b))
+    else:
+        print("  python3's test modules are not installed: skipped them")
     return 0
 
 
@@ -291,7 +314,161 @@ def test_perl(lib, tmp):
     return 0
 
 
-TESTS = {"sort": test_sort, "python3": test_python, "git": test_git, "perl": test_perl}
+def sql_quote(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sqlite_script(rng):
+    """About 9 MB of SQL: two tables, 40000 rows in batched transactions."""
+    vocab = vocabulary(rng, 3000)
+    out = ["PRAGMA cache_size=-32768;",
+           "CREATE TABLE g(grp INTEGER PRIMARY KEY, label TEXT);",
+           "CREATE TABLE t(id INTEGER PRIMARY KEY, grp INTEGER, name TEXT, body TEXT, val REAL);",
+           "BEGIN;"]
+    for i in range(200):
+        out.append(f"INSERT INTO g VALUES({i}, {sql_quote(rng.choice(vocab) + '_' + str(i))});")
+    for i in range(40000):
+        body = " ".join(rng.choice(vocab) for _ in range(rng.randint(3, 40)))
+        out.append(f"INSERT INTO t(grp, name, body, val) VALUES({rng.randint(0, 199)}, "
+                   f"{sql_quote(rng.choice(vocab))}, {sql_quote(body)}, {rng.random() * 1000:.3f});")
+        if i % 10000 == 9999:
+            out.append("COMMIT; BEGIN;")
+    out.append("COMMIT;")
+    return ("\n".join(out) + "\n").encode()
+
+
+SQLITE_QUERIES = b"""PRAGMA cache_size=-32768;
+CREATE INDEX t_grp ON t(grp, val);
+CREATE INDEX t_name ON t(name);
+SELECT count(*), sum(length(body)), round(sum(val), 3) FROM t;
+SELECT g.label, count(*), round(avg(t.val), 3), max(length(t.body)) FROM t JOIN g USING(grp)
+  GROUP BY g.label ORDER BY 2 DESC, 1 LIMIT 20;
+SELECT name, count(*) FROM t GROUP BY name HAVING count(*) > 30 ORDER BY 2 DESC, 1 LIMIT 30;
+SELECT id, substr(body, 1, 40) FROM t WHERE body LIKE '%ab%cd%' ORDER BY val DESC LIMIT 15;
+SELECT a.id, b.id FROM t a JOIN t b ON a.name = b.name AND a.grp = b.grp AND a.id < b.id
+  ORDER BY a.id, b.id LIMIT 25;
+WITH RECURSIVE r(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM r WHERE x < 50000)
+  SELECT count(*), sum(x * x % 977) FROM r;
+SELECT grp, group_concat(name, ',') FROM (SELECT grp, name FROM t WHERE grp < 5 ORDER BY id LIMIT 400)
+  GROUP BY grp;
+UPDATE t SET body = upper(body) || ' ' || name WHERE grp % 7 = 3;
+DELETE FROM t WHERE val < 100;
+SELECT count(*), sum(length(body)) FROM t;
+SELECT * FROM t ORDER BY body DESC, id LIMIT 3 OFFSET 1000;
+PRAGMA integrity_check;
+VACUUM;
+.sha3sum
+"""
+
+
+def test_sqlite(lib, tmp):
+    if not os.access(SQLITE, os.X_OK):
+        return 77
+    env = base_env(tmp)
+    script = sqlite_script(random.Random(3))
+    dirs = {}
+    for mode in ("plain", "hak"):
+        dirs[mode] = os.path.join(tmp, mode)
+        os.makedirs(dirs[mode])
+    argv = [SQLITE, "-bail", "data.db"]
+    both(f"sqlite3 inserts ({len(script) >> 20} MB of SQL)", argv, lib, dirs["plain"], dirs["hak"],
+         env, stdin_data=script)
+    both("sqlite3 indexes, joins, updates, vacuum", argv, lib, dirs["plain"], dirs["hak"], env,
+         stdin_data=SQLITE_QUERIES)
+    files = [open(os.path.join(dirs[m], "data.db"), "rb").read() for m in ("plain", "hak")]
+    if files[0] != files[1]:
+        raise Failure(f"sqlite3: the database files differ ({len(files[0])} and {len(files[1])} "
+                      f"bytes)")
+    print(f"  sqlite3: the {len(files[0]) >> 20} MB database files are identical")
+    return 0
+
+
+# The sources below compile with the build's own hak_config.h (the build
+# directory holds the library, in lib/).
+def build_config(lib):
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(lib))), "hak_config.h")
+    with open(path) as f:
+        return f.read()
+CC_SOURCES = ["lib/slab.c", "lib/pagerun.c", "lib/dispatch.c", "modules/huge/huge.c",
+              "tests/stress/stress_mixed.c"]
+
+
+def test_cc(lib, tmp):
+    """gcc (cc1, as: every process on hakmem) compiles some of our own
+    sources at -O2; the object files must be identical byte for byte."""
+    if not os.access(GCC, os.X_OK):
+        return 77
+    env = base_env(tmp)
+    cfg = os.path.join(tmp, "cfg")
+    os.makedirs(cfg)
+    with open(os.path.join(cfg, "hak_config.h"), "w") as f:
+        f.write(build_config(lib))
+    dirs = {}
+    for mode in ("plain", "hak"):
+        dirs[mode] = os.path.join(tmp, mode)
+        os.makedirs(dirs[mode])
+    srcs = [os.path.join(SOURCE_ROOT, s) for s in CC_SOURCES]
+    argv = [GCC, "-std=c11", "-O2", "-g0", "-Wall", "-Wextra", "-D_GNU_SOURCE", "-fno-builtin",
+            "-I" + SOURCE_ROOT, "-I" + os.path.join(SOURCE_ROOT, "lib"),
+            "-I" + os.path.join(SOURCE_ROOT, "lib", "include"), "-I" + cfg, "-c"] + srcs
+    plain = both(f"gcc -O2 -c ({len(srcs)} of hakmem's sources)", argv, lib, dirs["plain"],
+                 dirs["hak"], env)
+    if plain[0] != 0:
+        raise Failure(f"cc: gcc failed without hakmem too:\n{plain[2][-2000:]}")
+    total = 0
+    for src in CC_SOURCES:
+        obj = os.path.splitext(os.path.basename(src))[0] + ".o"
+        a, b = (open(os.path.join(dirs[m], obj), "rb").read() for m in ("plain", "hak"))
+        if a != b:
+            raise Failure(f"cc: {obj} differs ({len(a)} bytes without hakmem, {len(b)} with it)")
+        total += len(a)
+    print(f"  cc: {len(CC_SOURCES)} object files ({total} bytes) identical")
+    # and the preprocessor's output of one of them, on stdout
+    both("gcc -E dispatch.c", argv[:-len(srcs) - 1] + ["-E", srcs[2]], lib, dirs["plain"],
+         dirs["hak"], env)
+    return 0
+
+
+def compressible(rng, size):
+    """size bytes of text, random runs and repeats: something to compress."""
+    vocab = vocabulary(rng, 5000)
+    out = bytearray()
+    while len(out) < size:
+        k = rng.random()
+        if k < 0.7:
+            out += (" ".join(rng.choice(vocab) for _ in range(rng.randint(5, 20))) + "\n").encode()
+        elif k < 0.9:
+            out += rng.randbytes(rng.randint(16, 256))
+        else:
+            out += bytes([rng.randint(0, 3)]) * rng.randint(100, 3000)
+    return bytes(out[:size])
+
+
+def test_xz(lib, tmp):
+    """xz -T2 (and zstd -T2 when installed) compress and decompress 24 MiB
+    with two worker threads each."""
+    if not os.access(XZ, os.X_OK):
+        return 77
+    env = base_env(tmp)
+    data = compressible(random.Random(4), 24 << 20)
+    plain = both("xz -T2 -1 (24 MiB)", [XZ, "-T2", "-1", "--block-size=2MiB", "-c"], lib, tmp,
+                 tmp, env, stdin_data=data)
+    unpacked = both("xz -T2 -d", [XZ, "-T2", "-d", "-c"], lib, tmp, tmp, env,
+                    stdin_data=plain[1])
+    if unpacked[1] != data:
+        raise Failure("xz: the round trip did not give the data back")
+    if os.access(ZSTD, os.X_OK):
+        plain = both("zstd -T2 -6 (24 MiB)", [ZSTD, "-T2", "-6", "-q", "-c"], lib, tmp, tmp, env,
+                     stdin_data=data)
+        unpacked = both("zstd -d", [ZSTD, "-d", "-q", "-c"], lib, tmp, tmp, env,
+                        stdin_data=plain[1])
+        if unpacked[1] != data:
+            raise Failure("zstd: the round trip did not give the data back")
+    return 0
+
+
+TESTS = {"sort": test_sort, "python3": test_python, "git": test_git, "perl": test_perl,
+         "sqlite3": test_sqlite, "cc": test_cc, "xz": test_xz}
 
 
 def main():
