@@ -17,7 +17,7 @@
 
 /* The sentinel slab: no free block, ever; the current slab of every class
  * of a heap that has none. Never written. */
-static struct slab sentinel_slab;
+static struct slab sentinel_slab = {.fast_floor = UINT32_MAX};
 
 #define S1 &sentinel_slab
 #define S4 S1, S1, S1, S1
@@ -280,6 +280,7 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     atomic_store_relaxed(&sl->carved, 0);
     sl->capacity = 0;
     sl->where = SLAB_ON_NONE;
+    sl->fast_floor = UINT32_MAX;
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
     sl->freed_at = os_now_ns();
     atomic_store_release(&sl->pstate, SLAB_P_DIRTY); /* the purger may take it now */
@@ -443,6 +444,7 @@ static void drain_notify(struct slab_heap *h) {
             slist_remove(&h->full[sl->cls], sl);
             slist_append(&h->avail[sl->cls], sl);
             sl->where = SLAB_ON_AVAIL;
+            sl->fast_floor = 1;
         }
         sl = next;
     }
@@ -567,8 +569,19 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     atomic_store_release(&sl->owner, h);
     slist_push(&h->avail[cls], sl);
     sl->where = SLAB_ON_AVAIL;
+    sl->fast_floor = 1;
     carve(L, sl);
     return sl;
+}
+
+/* Makes sl (a slab of h's avail list, or the sentinel) the current slab of
+ * class cls; the one it replaces keeps the avail list's fast_floor. */
+static void set_cur(struct slab_heap *h, unsigned cls, struct slab *sl) {
+    struct slab *old = h->cur[cls];
+    if (old == sl) return;
+    if (old != &sentinel_slab && old->where == SLAB_ON_AVAIL) old->fast_floor = 1;
+    if (sl != &sentinel_slab) sl->fast_floor = 0;
+    h->cur[cls] = sl;
 }
 
 /* Finds or makes a slab of class cls with a free block and makes it the
@@ -581,22 +594,23 @@ static struct slab *find_slab(struct slab_lane *L, struct slab_heap *h, unsigned
     while (sl) {
         struct slab *next = sl->next;
         if (refill(L, sl)) {
-            h->cur[cls] = sl;
+            set_cur(h, cls, sl);
             return sl;
         }
         if (try_mark_full(sl)) {
+            if (h->cur[cls] == sl) set_cur(h, cls, &sentinel_slab);
             slist_remove(&h->avail[cls], sl);
             slist_push(&h->full[cls], sl);
             sl->where = SLAB_ON_FULL;
-            if (h->cur[cls] == sl) h->cur[cls] = &sentinel_slab;
+            sl->fast_floor = UINT32_MAX;
         } else if (refill(L, sl)) {
-            h->cur[cls] = sl;
+            set_cur(h, cls, sl);
             return sl;
         }
         sl = next;
     }
     sl = slab_assign(L, h, cls);
-    h->cur[cls] = sl ? sl : &sentinel_slab;
+    set_cur(h, cls, sl ? sl : &sentinel_slab);
     return sl;
 }
 
@@ -685,6 +699,7 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
         slist_remove(&h->full[sl->cls], sl);
         slist_append(&h->avail[sl->cls], sl);
         sl->where = SLAB_ON_AVAIL;
+        sl->fast_floor = 1;
     }
     if (sl->used == 0 && h->cur[sl->cls] != sl &&
         (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL &&
@@ -785,6 +800,7 @@ static void slab_disown(struct slab *sl) {
     }
     atomic_store_release(&sl->owner, NULL);
     sl->where = SLAB_ON_NONE;
+    sl->fast_floor = UINT32_MAX;
     sl->next = sl->prev = NULL;
 }
 
@@ -844,6 +860,7 @@ static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_
         /* full ones are marked so by the next find_slab of their class */
         slist_push(&h->avail[sl->cls], sl);
         sl->where = SLAB_ON_AVAIL;
+        sl->fast_floor = 1;
     }
 }
 
@@ -903,6 +920,7 @@ void slab_fork_child(struct slab_lane *L, struct slab_heap *h) {
                         slist_remove(&h->full[c], sl);
                         slist_append(&h->avail[c], sl);
                         sl->where = SLAB_ON_AVAIL;
+                        sl->fast_floor = 1;
                     }
                 }
                 sl = next;

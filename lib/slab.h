@@ -88,6 +88,12 @@ struct slab {
     uint8_t cls;                     /* size class */
     uint8_t where;                   /* SLAB_ON_* */
     uint8_t index;                   /* slab number in its segment */
+    uint32_t fast_floor;             /* the owner's frees take the fast path while
+                                        used > this: 0 for the heap's current slab
+                                        (it stays current when empty), 1 for the
+                                        others on the avail list (their last free
+                                        may release them), UINT32_MAX on the full
+                                        list (the slow path moves it) or none */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
     /* line 2: written by other threads */
     _Alignas(64) _Atomic uintptr_t remote; /* remote free list | SLAB_RS_* */
@@ -273,23 +279,23 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
 
 /* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes.
  * The fast case: p starts a block handed out from a slab of heap h that
- * keeps other blocks out and has free ones, and p carries no double-free
- * mark; everything else (and every misuse) goes to slab_free_slow, which
- * checks it all again. */
+ * is its current one or keeps other blocks out and is not on the full
+ * list (sl->fast_floor), and p carries no double-free mark; everything
+ * else (and every misuse) goes to slab_free_slow, which checks it all
+ * again. */
 static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
                                              struct slab_heap *h, hak_call_t call) {
     struct slab *sl = slab_of(p, seg, slab_shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
     uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
-    void *head;
     uintptr_t mark = slab_mark(p);
     /* The owner test comes before any read of the owner's fields (free,
      * used): another thread's slab is only looked at through atomics. */
     if (HAK_LIKELY(atomic_load_relaxed(&sl->owner) == h && idx * sl->block_size == off &&
-                   off < atomic_load_relaxed(&sl->carved) && (head = sl->free) != NULL &&
-                   *slab_mark_of(p) != mark && sl->used > 1)) {
+                   off < atomic_load_relaxed(&sl->carved) && *slab_mark_of(p) != mark &&
+                   sl->used > sl->fast_floor)) {
         *slab_mark_of(p) = mark;
-        *(void **)p = SLAB_LINK_ENCODE(head, p);
+        *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
         sl->free = p;
         sl->used--;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
