@@ -11,6 +11,10 @@
 #define HAK_COLD __attribute__((cold))
 #define HAK_ALWAYS_INLINE inline __attribute__((always_inline))
 #define HAK_NORETURN __attribute__((noreturn))
+/* On declarations of variables defined elsewhere in the library: hidden
+ * (as -fvisibility=hidden makes their definitions), so that position-
+ * independent code reads them at a fixed offset, not through the GOT. */
+#define HAK_HIDDEN __attribute__((visibility("hidden")))
 /* Exported from the shared library despite -fvisibility=hidden. */
 #define HAK_EXPORT __attribute__((visibility("default")))
 /* Defines name as another symbol for the function target (same address). */

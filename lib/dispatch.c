@@ -402,20 +402,9 @@ static HAK_NOINLINE HAK_COLD void foreign_pointer(hak_call_t call, const void *p
     hak_report_misuse(call, p, "invalid pointer (not allocated by hakmem)");
 }
 
-/* free of everything but the inlined hot cases (tiny, pool): kept out of
- * hak_free so that their fast paths save no registers. */
+/* free of everything but the inlined hot cases (tiny, pool, ACE): kept
+ * out of hak_free so that their fast paths save no registers. */
 static HAK_NOINLINE void free_generic(void *p) {
-    uintptr_t idx = (uintptr_t)p >> HAK_CHUNK_SHIFT;
-    if (HAK_LIKELY(idx < segmap_g.limit)) {
-        unsigned b = atomic_load_relaxed(&segmap_g.table[idx]);
-#if HAK_HAVE_ACE
-        if (HAK_LIKELY(b == HAK_LANE_ACE)) {
-            ace_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
-            return;
-        }
-#endif
-        (void)b;
-    }
     if (HAK_UNLIKELY(p == NULL)) return;
     uintptr_t head;
     int id = segmap_lookup(p, &head);
@@ -443,6 +432,12 @@ HAK_EXPORT void hak_free(void *p) {
 #if HAK_HAVE_POOL
         if (HAK_LIKELY(b == HAK_LANE_POOL)) {
             pool_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
+            return;
+        }
+#endif
+#if HAK_HAVE_ACE
+        if (HAK_LIKELY(b == HAK_LANE_ACE)) {
+            ace_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
             return;
         }
 #endif

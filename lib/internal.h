@@ -73,7 +73,7 @@ HAK_COLD void hak_log(const char *fmt, ...) HAK_PRINTF(1, 2);
     do {                                                                       \
         if (!HAK_BENCH_MINIMAL && hak_verbose_on) hak_log(__VA_ARGS__);        \
     } while (0)
-extern bool hak_verbose_on;
+extern HAK_HIDDEN bool hak_verbose_on;
 /* Writes raw text to the log output (error.c). */
 void hak_log_raw(const char *buf, size_t len);
 /* The log output's file descriptor (stderr or HAKMEM_LOG_FILE). */
@@ -84,7 +84,7 @@ int hak_log_fd(void);
 /* 0: nothing done; 1: a thread is initialising; 2: ready; 3: failed (the
  * OS refused the segment map: every allocation answers ENOMEM). */
 enum { HAK_INIT_NONE, HAK_INIT_RUNNING, HAK_INIT_READY, HAK_INIT_FAILED };
-extern _Atomic int hak_init_state;
+extern HAK_HIDDEN _Atomic int hak_init_state;
 HAK_NOINLINE HAK_COLD bool hak_init_slow(void);
 /* Initialises on demand, without allocating; false when hakmem cannot run. */
 static inline bool hak_ensure_init(void) {

@@ -75,9 +75,9 @@ struct hak_opt_desc {
     const char *help;    /* one line */
 };
 
-extern const struct hak_opt_desc options_table[HAK_OPT_COUNT];
-extern long long options_value[HAK_OPT_COUNT];
-extern const char *options_string[HAK_OPT_COUNT]; /* HAK_OPT_FILE values or NULL */
+extern HAK_HIDDEN const struct hak_opt_desc options_table[HAK_OPT_COUNT];
+extern HAK_HIDDEN long long options_value[HAK_OPT_COUNT];
+extern HAK_HIDDEN const char *options_string[HAK_OPT_COUNT]; /* HAK_OPT_FILE values or NULL */
 
 /* The value of option id (its default in -Dbench_minimal builds). */
 static inline long long hak_opt(enum hak_opt_id id) {

@@ -10,7 +10,7 @@
 #include "internal.h"
 
 /* The page size, read at run time (os_init). */
-extern size_t os_page_size;
+extern HAK_HIDDEN size_t os_page_size;
 
 /* Reads the page size. Single-threaded (hak_init). Returns 0 or an errno. */
 int os_init(void);

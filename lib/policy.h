@@ -20,10 +20,10 @@
 
 #define POLICY_SLOTS 64
 
-extern const struct hak_policy *_Atomic policy_ptr;
+extern HAK_HIDDEN const struct hak_policy *_Atomic policy_ptr;
 /* Publishes so far: a reader that cached a snapshot pointer compares this
  * too, since a ring slot comes back after POLICY_SLOTS publishes. */
-extern _Atomic uint64_t policy_generation;
+extern HAK_HIDDEN _Atomic uint64_t policy_generation;
 
 /* The current snapshot (acquire). Valid until POLICY_SLOTS more publishes. */
 static inline const struct hak_policy *policy_current(void) {
@@ -63,9 +63,9 @@ struct policy_controller {
 void policy_set_controller(const struct policy_controller *c);
 void policy_enable_controller(void);
 /* The registered controller once enabled, else NULL. */
-extern const struct policy_controller *_Atomic policy_ctl;
+extern HAK_HIDDEN const struct policy_controller *_Atomic policy_ctl;
 /* Whether slow paths tick it (enabled and wanted). */
-extern _Atomic bool policy_ticking;
+extern HAK_HIDDEN _Atomic bool policy_ticking;
 
 /* The controller's tick, if one runs: slow paths call this (a load and a
  * branch when none does). */

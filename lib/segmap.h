@@ -30,7 +30,7 @@ struct segmap {
     uintptr_t limit;        /* SEGMAP_ENTRIES once the table exists, else 0, so
                                one compare rejects both out-of-range and early */
 };
-extern struct segmap segmap_g;
+extern HAK_HIDDEN struct segmap segmap_g;
 
 /* Reserves the table. Single-threaded (hak_init). Returns 0 or an errno. */
 int segmap_init(void);

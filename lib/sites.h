@@ -14,7 +14,7 @@
 #define SITES_PROBES 32  /* slots tried before a record counts as overflow */
 
 /* Whether malloc samples its callers (HAKMEM_SITE_PROFILE=1); set at init. */
-extern bool sites_sampling;
+extern HAK_HIDDEN bool sites_sampling;
 
 /* Records one allocation of size bytes served by lane (or a free, when
  * is_free) at call site addr. Thread-safe, lock-free, never allocates. */

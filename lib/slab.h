@@ -164,8 +164,8 @@ struct slab_lane {
 };
 
 /* The heap every thread starts with, and the one after its exit. */
-extern struct slab_heap slab_heap_empty;
-extern struct slab_heap slab_heap_dead;
+extern HAK_HIDDEN struct slab_heap slab_heap_empty;
+extern HAK_HIDDEN struct slab_heap slab_heap_dead;
 
 /* Sets up a lane's state (its init; single-threaded) and registers the
  * lane with the engine's purger. */
@@ -208,14 +208,19 @@ void slab_fork_child(struct slab_lane *L, struct slab_heap *h);
     static void name##_flush_stats(void) { slab_flush_stats(&(L), (tls)); }
 
 /* ---- double-free marks --------------------------------------------------
- * A freed block's second word holds slab_free_key ^ its address (every
- * class is at least 16 bytes); handing the block out clears it. A free that
- * finds the mark is a double free. The key is random per process, so no
- * program data meets it by accident. */
-extern uintptr_t slab_free_key;
+ * A freed block's second word holds slab_free_key (every class is at least
+ * 16 bytes); handing the block out clears it. A free that finds the mark is
+ * a double free. The key is random per process, so no program data meets
+ * it by accident (only a copy read out of a freed block could hold it).
+ * One key for every block, not one mixed with the block's address: the
+ * free fast path compares and stores it as it is. */
+extern HAK_HIDDEN uintptr_t slab_free_key;
 
 static inline uintptr_t *slab_mark_of(void *p) { return (uintptr_t *)p + 1; }
-static inline uintptr_t slab_mark(const void *p) { return slab_free_key ^ (uintptr_t)p; }
+static inline uintptr_t slab_mark(const void *p) {
+    (void)p;
+    return slab_free_key;
+}
 
 /* ---- free-list links ---------------------------------------------------
  * A free block's first word links it to the next block of its list (the
@@ -230,7 +235,7 @@ static inline uintptr_t slab_mark(const void *p) { return slab_free_key ^ (uintp
  * move between heaps (remote frees, adoption of an abandoned segment). The
  * default build stores links plain: both macros are the identity. */
 #if HAK_SECURE
-extern uintptr_t slab_link_key;
+extern HAK_HIDDEN uintptr_t slab_link_key;
 #define SLAB_LINK_ENCODE(next, at) ((void *)((uintptr_t)(next) ^ slab_link_key ^ (uintptr_t)(at)))
 #else
 #define SLAB_LINK_ENCODE(next, at) ((void *)(next))

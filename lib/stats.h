@@ -33,7 +33,7 @@ struct stats_lane {
     _Atomic uint64_t c[HAK_CTR_COUNT];
     _Atomic uint64_t peak_live; /* high-water mark of alloc_bytes - free_bytes */
 };
-extern struct stats_lane stats_lanes[HAK_LANE_COUNT];
+extern HAK_HIDDEN struct stats_lane stats_lanes[HAK_LANE_COUNT];
 
 static inline void stats_add(int lane, enum hak_counter c, uint64_t v) {
     if (!HAK_BENCH_MINIMAL) atomic_fetch_add_relaxed(&stats_lanes[lane].c[c], v);
@@ -66,7 +66,7 @@ struct stats_class {
     _Atomic uint64_t c[HAK_CCTR_COUNT];
     _Atomic int64_t slabs; /* slabs (or runs) of the class in use */
 };
-extern struct stats_class stats_classes[HAK_LANE_COUNT][STATS_MAX_CLASSES];
+extern HAK_HIDDEN struct stats_class stats_classes[HAK_LANE_COUNT][STATS_MAX_CLASSES];
 
 /* A slab of lane's class cls was assigned (+1) or released (-1). */
 static inline void stats_note_slabs(int lane, unsigned cls, int64_t delta) {

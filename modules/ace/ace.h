@@ -30,10 +30,10 @@
 _Static_assert(ACE_CLASSES <= HAK_POLICY_CLASSES && ACE_CLASSES <= STATS_MAX_CLASSES,
                "the policy and the stats hold every class");
 
-extern const uint32_t ace_class_size[ACE_CLASSES];
+extern HAK_HIDDEN const uint32_t ace_class_size[ACE_CLASSES];
 /* Class of each size: ace_class_of[(size - 1) >> 13], size in
  * (HAK_POOL_MAX, HAK_ACE_MAX]. */
-extern const uint8_t ace_class_of[HAK_ACE_MAX >> 13];
+extern HAK_HIDDEN const uint8_t ace_class_of[HAK_ACE_MAX >> 13];
 
 /* Hot fields first. Invariant: count[c] <= limit[c] <= ACE_TCACHE_MAX; every
  * slot below count holds a block of class c whose tag has ACE_TAG_CACHED. */
@@ -56,9 +56,9 @@ struct ace_tcache {
 enum { ACE_TC_LIVE = 1, ACE_TC_EMPTY = 2, ACE_TC_DEAD = 3 };
 
 extern HAK_TLS_IE struct ace_tcache *ace_tls;
-extern unsigned ace_page_shift; /* log2 of the page size */
+extern HAK_HIDDEN unsigned ace_page_shift; /* log2 of the page size */
 
-extern const struct hak_lane ace_lane;
+extern HAK_HIDDEN const struct hak_lane ace_lane;
 
 HAK_NOINLINE HAK_COLD void *ace_alloc_slow(size_t size);
 HAK_NOINLINE void ace_free_slow(void *p, uintptr_t chunk, hak_call_t call);

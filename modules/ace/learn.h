@@ -157,8 +157,8 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
 void learn_register(void);
 /* From ACE slow paths: starts the thread if it should run. */
 void learn_tick(void);
-extern _Atomic bool learn_sampling;
-extern _Atomic bool learn_running;
+extern HAK_HIDDEN _Atomic bool learn_sampling;
+extern HAK_HIDDEN _Atomic bool learn_running;
 /* Whether ACE refills should be timed now (LEARN and CANARY). */
 static inline bool learn_sampling_now(void) { return atomic_load_relaxed(&learn_sampling); }
 /* Whether the learner is learning (LEARN, CANARY): the lanes then flush their per-thread counters

@@ -17,6 +17,6 @@
 
 #include "lane.h"
 
-extern const struct hak_lane huge_lane;
+extern HAK_HIDDEN const struct hak_lane huge_lane;
 
 #endif /* HAK_HUGE_H */

@@ -21,11 +21,11 @@ _Static_assert(POOL_CLASSES <= SLAB_MAX_CLASSES, "the engine holds every class")
 
 /* Class of each size: pool_class_of[(size - 1) >> 8], size in
  * (HAK_TINY_MAX, HAK_POOL_MAX]. */
-extern const uint8_t pool_class_of[HAK_POOL_MAX >> 8];
-extern const uint32_t pool_class_size[POOL_CLASSES];
+extern HAK_HIDDEN const uint8_t pool_class_of[HAK_POOL_MAX >> 8];
+extern HAK_HIDDEN const uint32_t pool_class_size[POOL_CLASSES];
 
-extern const struct hak_lane pool_lane;
-extern struct slab_lane pool_slabs;
+extern HAK_HIDDEN const struct hak_lane pool_lane;
+extern HAK_HIDDEN struct slab_lane pool_slabs;
 
 /* The calling thread's pool heap. */
 extern HAK_TLS_IE struct slab_heap *pool_tls_heap;

@@ -21,10 +21,10 @@ _Static_assert(TINY_CLASSES <= SLAB_MAX_CLASSES, "the engine holds every class")
 
 /* Class of each size: tiny_class_of[(size + 7) >> 3], size 0 .. HAK_TINY_MAX. */
 extern const uint8_t tiny_class_of[(HAK_TINY_MAX >> 3) + 1];
-extern const uint32_t tiny_class_size[TINY_CLASSES];
+extern HAK_HIDDEN const uint32_t tiny_class_size[TINY_CLASSES];
 
-extern const struct hak_lane tiny_lane;
-extern struct slab_lane tiny_slabs;
+extern HAK_HIDDEN const struct hak_lane tiny_lane;
+extern HAK_HIDDEN struct slab_lane tiny_slabs;
 
 /* The calling thread's tiny heap (slab_heap_empty until its first tiny
  * allocation, slab_heap_dead after it exits). */
