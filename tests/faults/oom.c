@@ -163,16 +163,20 @@ static bool refusals(const struct lane_case *lc, struct node *some) {
 static int oom_in_lane(void *arg) {
     const struct lane_case *lc = arg;
     struct node *list = NULL;
-    hak_free(hak_malloc(lc->size)); /* the thread's heap exists */
+    /* the thread's heap exists; a block takes this much of the budget at
+     * least (a lane built out leaves the size to one that rounds up more) */
+    void *probe = hak_malloc(lc->size);
+    size_t per = hak_usable_size(probe);
+    hak_free(probe);
     if (!fault_limit_as(BUDGET)) {
         fault_msg("setrlimit failed");
         return 2;
     }
     size_t n1 = fill(lc, &list);
     if (n1 == SIZE_MAX) return 3;
-    if (n1 * lc->size < BUDGET / 2) {
+    if (n1 * per < BUDGET / 2) {
         fault_msg("%s: ENOMEM after only %zu blocks (%zu MiB of a %zu MiB budget)", lc->name, n1,
-                  n1 * lc->size / MiB, BUDGET / MiB);
+                  n1 * per / MiB, BUDGET / MiB);
         return 4;
     }
     if (!refusals(lc, list)) return 5;
