@@ -574,6 +574,16 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     return sl;
 }
 
+/* fast_floor of a slab on the full list: the owner's frees into it take
+ * the fast path (onto its free list; it stays on the full list) until an
+ * eighth of its blocks are free, and the free after that moves it to the
+ * avail list. Moving it at the first free made a working set of nearly
+ * full slabs pay a slow free and a slow malloc per block replaced. */
+static uint32_t full_floor(const struct slab *sl) {
+    uint32_t n = sl->capacity / sl->block_size;
+    return n - (n / 8 > 0 ? n / 8 : 1);
+}
+
 /* Makes sl (a slab of h's avail list, or the sentinel) the current slab of
  * class cls; the one it replaces keeps the avail list's fast_floor. */
 static void set_cur(struct slab_heap *h, unsigned cls, struct slab *sl) {
@@ -602,7 +612,7 @@ static struct slab *find_slab(struct slab_lane *L, struct slab_heap *h, unsigned
             slist_remove(&h->avail[cls], sl);
             slist_push(&h->full[cls], sl);
             sl->where = SLAB_ON_FULL;
-            sl->fast_floor = UINT32_MAX;
+            sl->fast_floor = full_floor(sl);
         } else if (refill(L, sl)) {
             set_cur(h, cls, sl);
             return sl;

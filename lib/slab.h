@@ -92,8 +92,10 @@ struct slab {
                                         used > this: 0 for the heap's current slab
                                         (it stays current when empty), 1 for the
                                         others on the avail list (their last free
-                                        may release them), UINT32_MAX on the full
-                                        list (the slow path moves it) or none */
+                                        may release them), seven eighths of its
+                                        blocks on the full list (the slow path
+                                        moves it to avail below that: see
+                                        full_floor), UINT32_MAX when unowned */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
     /* line 2: written by other threads */
     _Alignas(64) _Atomic uintptr_t remote; /* remote free list | SLAB_RS_* */
@@ -284,10 +286,10 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
 
 /* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes.
  * The fast case: p starts a block handed out from a slab of heap h that
- * is its current one or keeps other blocks out and is not on the full
- * list (sl->fast_floor), and p carries no double-free mark; everything
- * else (and every misuse) goes to slab_free_slow, which checks it all
- * again. */
+ * keeps more blocks out than its fast_floor (0 for the current slab, 1 for
+ * the others, most of its blocks on the full list), and p carries no
+ * double-free mark; everything else (and every misuse) goes to
+ * slab_free_slow, which checks it all again. */
 static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
                                              struct slab_heap *h, hak_call_t call) {
     struct slab *sl = slab_of(p, seg, slab_shift);
