@@ -13,6 +13,11 @@
  * (single-threaded, no malloc); the NUMA topology once in os_numa_init
  * (hakmem's constructor: libnuma allocates, which works by then); both are
  * only read afterwards.
+ *
+ * libnuma is loaded with dlopen by os_numa_init, only under HAKMEM_NUMA=1:
+ * linked in, it cost every program its load-time constructor (which reads
+ * /sys and allocates) and about 100 KiB of resident pages, placement or
+ * not.
  */
 #include "os.h"
 
@@ -25,7 +30,7 @@
 #include <unistd.h>
 
 #if HAK_NUMA
-#include <numa.h>
+#include <dlfcn.h>
 #endif
 
 #include "options.h"
@@ -61,6 +66,17 @@ void os_numa_init(void) {
     numa_nodes = 0;
 #if HAK_NUMA
     if (!hak_opt(HAK_OPT_NUMA)) return;
+    void *lib = dlopen("libnuma.so.1", RTLD_NOW | RTLD_LOCAL);
+    void *sym_available = lib ? dlsym(lib, "numa_available") : NULL;
+    void *sym_max_node = lib ? dlsym(lib, "numa_max_node") : NULL;
+    int (*numa_available)(void), (*numa_max_node)(void);
+    /* ISO C has no cast from an object pointer to a function pointer */
+    memcpy(&numa_available, &sym_available, sizeof numa_available);
+    memcpy(&numa_max_node, &sym_max_node, sizeof numa_max_node);
+    if (!numa_available || !numa_max_node) {
+        hak_verbose("NUMA: libnuma.so.1 cannot be loaded; HAKMEM_NUMA ignored");
+        return;
+    }
     if (numa_available() < 0) {
         hak_verbose("NUMA: the kernel offers no NUMA policy; HAKMEM_NUMA ignored");
         return;

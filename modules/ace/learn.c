@@ -7,7 +7,6 @@
  */
 #include "learn.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -102,8 +101,53 @@ double learn_p2_get(const struct learn_p2 *e) {
             v[j] = v[j - 1];
             v[j - 1] = t;
         }
-    unsigned idx = (unsigned)ceil(e->p * n);
+    double want = e->p * n;
+    unsigned idx = (unsigned)want;
+    if (idx < want) idx++; /* rounded up */
     return v[idx ? idx - 1 : 0];
+}
+
+/* ---- arithmetic without libm -------------------------------------------
+ * Linking libm cost every program about 300 KiB of resident pages (its
+ * IFUNC resolvers run at load time); the learner needs little of it. */
+
+static double abs_d(double x) { return x < 0 ? -x : x; }
+
+/* Square root of x >= 0: a first guess from the exponent, then Newton's
+ * iteration (each step doubles the correct digits). */
+static double sqrt_d(double x) {
+    if (!(x > 0)) return 0;
+    union {
+        double d;
+        uint64_t u;
+    } g = {.d = x};
+    g.u = (g.u >> 1) + ((uint64_t)1023 << 51);
+    double y = g.d;
+    for (int i = 0; i < 6; i++) y = 0.5 * (y + x / y);
+    return y;
+}
+
+/* Natural logarithm of x > 0: x = m * 2^e with m in [sqrt(1/2), sqrt(2)),
+ * ln m = 2 atanh(z), z = (m - 1) / (m + 1), |z| < 0.18, by its series. */
+static double ln_d(double x) {
+    if (!(x > 0)) return -1e300;
+    union {
+        double d;
+        uint64_t u;
+    } v = {.d = x};
+    int e = (int)((v.u >> 52) & 0x7ff) - 1023;
+    v.u = (v.u & ~((uint64_t)0x7ff << 52)) | ((uint64_t)1023 << 52); /* m in [1, 2) */
+    double m = v.d;
+    if (m > 1.4142135623730951) {
+        m *= 0.5;
+        e++;
+    }
+    double z = (m - 1) / (m + 1), z2 = z * z, term = z, sum = 0;
+    for (int k = 1; k <= 19; k += 2) {
+        sum += term / k;
+        term *= z2;
+    }
+    return e * 0.6931471805599453 + 2 * sum;
 }
 
 /* ---- moves ------------------------------------------------------------- */
@@ -193,7 +237,7 @@ unsigned learn_ucb1(const struct learn_arm *arms, unsigned n, const bool *eligib
     double best_score = -1e300;
     for (unsigned a = 0; a < n; a++) {
         if (!eligible[a]) continue;
-        double score = arms[a].sum / arms[a].pulls + c * sqrt(log(total) / arms[a].pulls);
+        double score = arms[a].sum / arms[a].pulls + c * sqrt_d(ln_d(total) / arms[a].pulls);
         if (score > best_score) {
             best_score = score;
             best = a;
@@ -209,7 +253,7 @@ double learn_l1(const double *a, const double *b, unsigned n) {
         sb += b[i];
     }
     if (sa <= 0 || sb <= 0) return 0;
-    for (unsigned i = 0; i < n; i++) d += fabs(a[i] / sa - b[i] / sb);
+    for (unsigned i = 0; i < n; i++) d += abs_d(a[i] / sa - b[i] / sb);
     return d;
 }
 
