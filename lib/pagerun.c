@@ -59,6 +59,19 @@ static size_t next_clear(const uint64_t *w, size_t i) {
     return npages;
 }
 
+/* First index >= i whose bit is set (npages if none). */
+static size_t next_set(const uint64_t *w, size_t i) {
+    while (i < npages) {
+        uint64_t bits = w[i >> 6] >> (i & 63);
+        if (bits) {
+            size_t j = i + (size_t)HAK_CTZ64(bits);
+            return j < npages ? j : npages;
+        }
+        i = (i | 63) + 1;
+    }
+    return npages;
+}
+
 /* ---- lists (under the arena's lock) ------------------------------------ */
 
 static void list_push(struct pagerun_chunk **list, struct pagerun_chunk *c) {
@@ -103,6 +116,7 @@ static struct pagerun_chunk *chunk_new(struct pagerun_arena *a, void *base) {
     c->arena = a;
     c->free_pages = (uint32_t)(npages - 1);
     c->search_hint = 1;
+    c->no_run = (uint32_t)npages;
     bits_set(c->used, 0, 1, true);
     bits_set(c->dirty, 0, 1, true);
     segmap_register((uintptr_t)base, 1, a->lane);
@@ -123,19 +137,22 @@ static void chunk_release(struct pagerun_arena *a, struct pagerun_chunk *c) {
 /* Finds n free pages in c whose first page index is a multiple of step
  * (step = alignment / page size, >= 1); returns the index or 0. */
 static size_t find_run(struct pagerun_chunk *c, size_t n, size_t step) {
-    if (c->free_pages < n) return 0;
+    if (c->free_pages < n || (step == 1 && n >= c->no_run)) return 0;
     size_t i = c->search_hint > step ? c->search_hint : step;
     i = (i + step - 1) / step * step;
     while (i + n <= npages) {
         i = next_clear(c->used, i);
         i = (i + step - 1) / step * step;
         if (i + n > npages) break;
-        if (!bits_any(c->used, i, n)) return i;
-        /* skip past the used page that blocked us */
-        size_t j = i;
-        while (j < i + n && !bit_get(c->used, j)) j++;
+        /* the free run from i ends at the next used page: a word at a time */
+        size_t j = next_set(c->used, i);
+        if (j >= i + n) return i;
         i = j + 1;
     }
+    /* a chunk that holds no run of n pages is not searched again for one
+     * until a free makes a longer run possible (the search from the hint
+     * saw every free page: none is below it) */
+    if (step == 1 && n < c->no_run) c->no_run = (uint32_t)n;
     return 0;
 }
 
@@ -226,6 +243,7 @@ size_t pagerun_free(uintptr_t chunk, void *p, hak_call_t call) {
         bits_set(c->used, i, n, false);
         c->free_pages += (uint32_t)n;
         if (i < c->search_hint) c->search_hint = (uint32_t)i;
+        c->no_run = (uint32_t)npages;
         to_avail(a, c);
         if (c->free_pages == npages - 1) a->empty++;
         mark_dirty(a, c);
@@ -259,6 +277,7 @@ bool pagerun_resize(uintptr_t chunk, void *p, size_t new_size, int64_t *delta) {
                 c->free_pages += (uint32_t)(cur - n);
                 c->run[i] = (uint16_t)n;
                 if (i + n < c->search_hint) c->search_hint = (uint32_t)(i + n);
+                c->no_run = (uint32_t)npages;
                 to_avail(a, c);
                 mark_dirty(a, c);
             }

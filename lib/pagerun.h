@@ -51,6 +51,9 @@ struct pagerun_chunk {
     uint32_t in_dirty;              /* 1 while on the dirty list */
     uint32_t on_full;               /* 1 while on the full list (no free page) */
     uint32_t search_hint;           /* first page that may be free */
+    uint32_t no_run;                /* no free run of this many pages (unaligned)
+                                       or more; npages when unknown: set by a
+                                       failed search, reset by every free */
     uint64_t used[PAGERUN_WORDS];   /* bit per page: allocated (page 0 always) */
     uint64_t dirty[PAGERUN_WORDS];  /* bit per page: may be non-zero */
     uint64_t aged[PAGERUN_WORDS];   /* bit per page: free and dirty at the last
