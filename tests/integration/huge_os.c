@@ -192,7 +192,9 @@ static void prefault_block(int mode) {
            mode, size, pages, at_map, at_touch, rss_kib);
     /* the block and its header page, never the rest of the last chunk
      * (2 MiB - 16 KiB) nor the slack (2 MiB more reserved, then unmapped) */
-    long max_kib = (long)((size + 64 * KiB) / KiB);
+    /* (128 KiB of margin for the rest of the process: what it allocates
+     * meanwhile; the slack would be 2 MiB) */
+    long max_kib = (long)((size + 128 * KiB) / KiB);
     switch (mode) {
     case 0:
         CHECK(at_map <= 8, "off: malloc faulted %ld pages", at_map);
