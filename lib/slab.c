@@ -217,26 +217,37 @@ static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
     pthread_mutex_unlock(&L->lock);
 }
 
-/* A segment for h: from the lane's cache, or freshly mapped. */
-static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h) {
-    struct slab_segment *s = NULL;
-    if (L->cache) {
-        pthread_mutex_lock(&L->lock);
-        s = L->cache;
-        if (s) {
-            seg_remove(&L->cache, s);
-            L->cached--;
-        }
-        pthread_mutex_unlock(&L->lock);
+/* A cached segment mapped on node (any when node is -1), taken off the
+ * lane's cache; NULL when it has none. */
+static struct slab_segment *cache_take(struct slab_lane *L, int node) {
+    if (!L->cache) return NULL; /* a racy look: the cache is usually empty */
+    pthread_mutex_lock(&L->lock);
+    struct slab_segment *s = L->cache;
+    while (s && node >= 0 && s->node != node) s = s->next;
+    if (s) {
+        seg_remove(&L->cache, s);
+        L->cached--;
     }
-    if (!s) {
-        void *base;
-        if (os_map_segment(0, &base) != 0) return NULL; /* small blocks: no THP advice */
+    pthread_mutex_unlock(&L->lock);
+    return s;
+}
+
+/* A segment for h: from the lane's cache (one mapped on the calling
+ * thread's NUMA node under HAKMEM_NUMA=1; another node's only when no
+ * fresh one can be mapped), or freshly mapped. */
+static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h) {
+    int node = os_current_node();
+    struct slab_segment *s = cache_take(L, node);
+    void *base;
+    if (!s && os_map_segment(0, &base) != 0) { /* small blocks: no THP advice */
+        if (node < 0 || !(s = cache_take(L, -1))) return NULL;
+    } else if (!s) {
         stats_note_map(L->id, HAK_CHUNK);
         s = base; /* fresh memory reads as zero */
         s->magic = SLAB_SEG_MAGIC;
         s->free_slabs = SEG_ALL_FREE(L);
         s->lane = L;
+        s->node = node;
         for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
         if (HAK_SECURE) {
             /* Guard pages: the last page of the header slab (after the

@@ -116,6 +116,8 @@ struct slab_segment {
                                         abandoned list or cache */
     struct slab_segment *all_next, *all_prev; /* the lane's list of all its
                                         segments (under the lane's lock) */
+    int32_t node;                    /* NUMA node of the thread that mapped it, -1
+                                        when placement is off (HAKMEM_NUMA) */
     struct slab slabs[SLAB_MAX_PER_SEG]; /* slabs[0] describes the header slab */
 };
 #define SLAB_SEG_MAGIC 0x534c4142u /* "SLAB" */

@@ -16,6 +16,7 @@
 #include <sched.h>
 #include <stdbool.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -291,6 +292,30 @@ static void check_prefault(int mode) {
 
 /* ---- NUMA ------------------------------------------------------------------- */
 
+/* The /proc/self/numa_maps entry of the mapping holding p, into best. */
+static void numa_entry(const void *p, char *best, size_t size) {
+    FILE *f = fopen("/proc/self/numa_maps", "r");
+    char line[1024];
+    uintptr_t best_lo = 0;
+    best[0] = 0;
+    /* the entry with the highest start at or below p */
+    while (f && fgets(line, sizeof line, f)) {
+        uintptr_t lo = (uintptr_t)strtoull(line, NULL, 16);
+        if (lo <= (uintptr_t)p && lo >= best_lo) {
+            best_lo = lo;
+            snprintf(best, size, "%s", line);
+        }
+    }
+    if (f) fclose(f);
+}
+
+static void *alloc_8k(void *out) {
+    unsigned char *p = hak_malloc(8192);
+    if (p) memset(p, 5, 8192);
+    *(unsigned char **)out = p;
+    return NULL;
+}
+
 static void check_numa(int on) {
     if (HAK_TEST_BENCH_MINIMAL) skip("-Dbench_minimal: HAKMEM_NUMA is compiled out");
     FILE *f = fopen("/proc/self/numa_maps", "r");
@@ -299,28 +324,32 @@ static void check_numa(int on) {
     hak_trim(0);
     unsigned char *p = hak_malloc(6 * MiB);
     memset(p, 3, 6 * MiB);
-    /* the entry with the highest start at or below p */
-    f = fopen("/proc/self/numa_maps", "r");
-    char line[1024], best[1024] = "";
-    uintptr_t best_lo = 0;
-    while (f && fgets(line, sizeof line, f)) {
-        uintptr_t lo = (uintptr_t)strtoull(line, NULL, 16);
-        if (lo <= (uintptr_t)p && lo >= best_lo) {
-            best_lo = lo;
-            snprintf(best, sizeof best, "%s", line);
-        }
-    }
-    if (f) fclose(f);
+    char best[1024], seg[1024];
+    numa_entry(p, best, sizeof best);
+    /* a slab-engine segment of a new thread's heap (the segments of the
+     * main thread's were mapped before the constructor read the topology) */
+    unsigned char *small = NULL;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, alloc_8k, &small) == 0 && pthread_join(t, NULL) == 0,
+          "thread");
+    CHECK(small != NULL, "malloc(8192) in a thread");
+    numa_entry(small, seg, sizeof seg);
     unsigned cpu = 0, node = 0;
     getcpu(&cpu, &node);
     char want[32];
     snprintf(want, sizeof want, " prefer:%u ", node);
     printf("HAKMEM_NUMA=%d (libnuma %s), thread on node %u: %s", on,
            HAK_TEST_NUMA ? "built" : "not built", node, best);
-    if (on && HAK_TEST_NUMA)
+    printf("8 KiB block's mapping: %s", seg);
+    if (on && HAK_TEST_NUMA) {
         CHECK(strstr(best, want) != NULL, "the block is not bound to node %u", node);
-    else
+        CHECK(strstr(seg, want) != NULL, "the 8 KiB block's segment is not bound to node %u",
+              node);
+    } else {
         CHECK(strstr(best, " default ") != NULL, "placement without HAKMEM_NUMA=1 and libnuma");
+        CHECK(strstr(seg, " default ") != NULL, "segment placed without HAKMEM_NUMA=1");
+    }
+    hak_free(small);
     /* a freed block is reused on its own node */
     hak_free(p);
     unsigned char *q = hak_malloc(6 * MiB);
