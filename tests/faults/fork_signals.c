@@ -279,7 +279,9 @@ static int signals_during_allocation(void *arg) {
     for (;;) {
         clock_gettime(CLOCK_MONOTONIC, &t);
         long ms = (t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
-        if (ms >= sig_ms) break;
+        /* past the time asked for, the run goes on (up to 20 s more) until
+         * enough signals were handled: a loaded machine merges pending ones */
+        if (ms >= sig_ms && (atomic_load(&handled) >= 1000 || ms >= sig_ms + 20000)) break;
         pthread_kill(workers[sent % THREADS], SIGUSR1);
         if (sent % 8 == 0) kill(getpid(), SIGUSR2); /* any thread may take it */
         sent++;
