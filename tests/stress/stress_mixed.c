@@ -185,7 +185,10 @@ struct worker {
     atomic_bool done;
     bool running;
     uint64_t seed;
+    double until; /* a worker also ends at this time: churn on a slow machine too */
 };
+
+static double now(void);
 
 static void *worker(void *arg) {
     struct worker *w = arg;
@@ -193,6 +196,7 @@ static void *worker(void *arg) {
     long n = 0, life = 2000 + (long)(next(&s) % 30000);
     while (n < life && !atomic_load_explicit(&stop, memory_order_relaxed)) {
         n++;
+        if (n % 256 == 0 && now() > w->until) break;
         unsigned what = (unsigned)(next(&s) % 64);
         if (what < 16) { /* short-lived */
             struct blk *b = make(&s);
@@ -254,8 +258,11 @@ static int env_int(const char *name, int dflt, int lo, int hi) {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+static double slice; /* a worker's longest life, in seconds */
+
 static void start(struct worker *w, uint64_t seed) {
     atomic_store(&w->done, false);
+    w->until = now() + slice;
     w->seed = seed * 0x9e3779b97f4a7c15u + 1;
     w->running = pthread_create(&w->t, NULL, worker, w) == 0;
     if (!w->running) fail("pthread_create failed");
@@ -265,6 +272,7 @@ static void start(struct worker *w, uint64_t seed) {
 int main(void) {
     int secs = env_int("HAK_STRESS_SECS", 3, 1, 86400);
     int nthreads = env_int("HAK_STRESS_THREADS", 4, 1, MAX_THREADS);
+    slice = secs / 4.0;
     hak_free(hak_malloc(1));
     uint64_t live0 = live();
     size_t rss0 = rss();
@@ -315,6 +323,7 @@ int main(void) {
     bool rss_ok = HAK_TEST_SANITIZED || rss1 <= rss0 + 16 * 1024 * 1024;
     if (!live_ok) printf("live bytes did not come back\n");
     if (!rss_ok) printf("RSS did not come back down\n");
+    if (atomic_load(&threads_run) <= nthreads) printf("no thread churn: no worker ended\n");
     if (f || !live_ok || !rss_ok || atomic_load(&ops) == 0 || atomic_load(&threads_run) <= nthreads) {
         printf("0 passed, 1 failed\n");
         return 1;
