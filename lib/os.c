@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "prof.h"
 #include "segmap.h"
 
 size_t os_page_size = 4096;
@@ -100,6 +101,7 @@ int os_map_chunks(size_t size, size_t align, size_t offset, void **out) {
     hak_assert(size % HAK_CHUNK == 0 && hak_is_pow2(align) && offset < align);
     size_t total;
     if (HAK_ADD_OVERFLOW(size, align, &total)) return ENOMEM;
+    uint64_t t0 = prof_start();
     void *m = map_anon(total);
     if (m == MAP_FAILED) return ENOMEM;
     uintptr_t lo = (uintptr_t)m, hi = lo + total;
@@ -112,16 +114,26 @@ int os_map_chunks(size_t size, size_t align, size_t offset, void **out) {
         return ENOMEM;
     }
     *out = (void *)r;
+    prof_stop(HAK_PROF_OS_MAP, t0);
     return 0;
 }
 
-int os_unmap(void *p, size_t size) { return munmap(p, size) == 0 ? 0 : errno; }
+int os_unmap(void *p, size_t size) {
+    uint64_t t0 = prof_start();
+    int err = munmap(p, size) == 0 ? 0 : errno;
+    prof_stop(HAK_PROF_OS_UNMAP, t0);
+    return err;
+}
 
 int os_purge(void *p, size_t size) {
+    uint64_t t0 = prof_start();
     int advice = hak_opt(HAK_OPT_PURGE) == HAK_PURGE_FREE ? MADV_FREE : MADV_DONTNEED;
-    if (madvise(p, size, advice) == 0) return 0;
-    if (advice == MADV_FREE && madvise(p, size, MADV_DONTNEED) == 0) return 0; /* old kernel */
-    return errno;
+    int err = 0;
+    if (madvise(p, size, advice) != 0 &&
+        (advice != MADV_FREE || madvise(p, size, MADV_DONTNEED) != 0)) /* old kernel */
+        err = errno;
+    prof_stop(HAK_PROF_PURGE, t0);
+    return err;
 }
 
 int os_protect(void *p, size_t size, bool access) {
