@@ -202,6 +202,7 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
 }
 
 HAK_DESTRUCTOR static void hak_destructor(void) {
+    if (!HAK_BENCH_MINIMAL && hak_verbose_on) hak_log_event_flush();
     if (!HAK_BENCH_MINIMAL && atomic_load_acquire(&hak_init_state) == HAK_INIT_READY &&
         hak_opt(HAK_OPT_STATS)) {
         flush_my_stats();

@@ -86,9 +86,11 @@ static void *mmap_anon_once(size_t size) {
  * refuses even after the caches were released. */
 static void *map_anon(size_t size) {
     void *m = mmap_anon_once(size);
-    if (HAK_UNLIKELY(m == MAP_FAILED) && release_hook && release_hook() > 0) {
-        hak_verbose("the OS refused %zu bytes: caches released, trying again", size);
-        m = mmap_anon_once(size);
+    if (HAK_UNLIKELY(m == MAP_FAILED)) {
+        size_t released = release_hook ? release_hook() : 0;
+        hak_verbose("the OS refused %zu bytes%s", size,
+                    released ? ": caches released, trying again" : "");
+        if (released) m = mmap_anon_once(size);
     }
     return m;
 }
@@ -264,6 +266,7 @@ static size_t purge_run(bool all) {
     }
     atomic_store_relaxed(&purge_lanes_pending, pending);
     atomic_store_release(&purge_running, 0);
+    if (freed) hak_verbose("purged %zu bytes%s", freed, all ? " (trim)" : "");
     return freed;
 }
 
