@@ -17,9 +17,11 @@ struct prof_cat {
 static struct prof_cat cats[HAK_PROF_COUNT];
 bool prof_on;
 static unsigned sample_shift;
-/* Per-thread countdowns to the next timed call: plain counters in TLS, as
- * for the call sites (a reused TLS block only shifts one thread's phase). */
+/* Per-thread countdowns to the next timed call and the generator of their
+ * jitter: plain values in TLS, as for the call sites (a reused TLS block
+ * only shifts one thread's phase). */
 static HAK_TLS_IE uint32_t alloc_countdown, free_countdown;
+static HAK_TLS_IE uint64_t jitter_state;
 
 void prof_configure(void) {
     prof_on = !HAK_BENCH_MINIMAL && hak_opt(HAK_OPT_PROF) != 0;
@@ -28,12 +30,28 @@ void prof_configure(void) {
 
 unsigned prof_sample_shift(void) { return sample_shift; }
 
+/* The calls to skip before the next timed one: uniform in [0, 2m] with
+ * m = 2^k - 1, so one call in 2^k on average, but never in step with a
+ * program's own period (a fixed interval of 8 over a loop of 4 sizes
+ * would time only one of them). */
+static uint32_t next_gap(void) {
+    uint64_t m = ((uint64_t)1 << sample_shift) - 1;
+    if (m == 0) return 0;
+    uint64_t x = jitter_state;
+    if (HAK_UNLIKELY(x == 0)) x = (uint64_t)os_random_word() | 1;
+    x ^= x << 13; /* xorshift64 */
+    x ^= x >> 7;
+    x ^= x << 17;
+    jitter_state = x;
+    return (uint32_t)((x >> 11) % (2 * m + 1));
+}
+
 static bool tick(uint32_t *countdown) {
     if (*countdown > 0) {
         (*countdown)--;
         return false;
     }
-    *countdown = (uint32_t)((1ull << sample_shift) - 1);
+    *countdown = next_gap();
     return true;
 }
 

@@ -36,7 +36,8 @@ void prof_record(int cat, uint64_t ns);
 
 /* The per-thread countdowns of malloc and free (separate, so that a
  * program alternating the two does not always sample the same one): true
- * once every 2^HAKMEM_PROF_SAMPLE calls of the thread, the first included. */
+ * for the thread's first call, then once every 2^HAKMEM_PROF_SAMPLE calls
+ * on average (the gaps jittered, see prof.c). */
 bool prof_tick_alloc(void);
 bool prof_tick_free(void);
 
