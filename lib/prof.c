@@ -6,6 +6,7 @@
 #include "prof.h"
 
 #include "options.h"
+#include "os.h"
 
 struct prof_cat {
     _Atomic uint64_t total_ns;                  /* sum over the events timed */
@@ -74,6 +75,10 @@ void prof_record(int cat, uint64_t ns) {
                                                               memory_order_relaxed)) {
     }
 }
+
+uint64_t prof_clock(void) { return os_now_ns() | 1; /* never 0 */ }
+
+void prof_record_since(int cat, uint64_t t0) { prof_record(cat, os_now_ns() - (t0 & ~(uint64_t)1)); }
 
 /* The 99th percentile of a histogram of n events: the bucket holding the
  * event of rank ceil(0.99 n), interpolated linearly within it. */

@@ -19,7 +19,6 @@
 #define HAK_PROF_H
 
 #include "internal.h"
-#include "os.h"
 
 #define PROF_BINS 48 /* bin b: ns in [2^(b-1), 2^b); bin 0: 0 ns; the last: the rest */
 
@@ -42,13 +41,17 @@ bool prof_tick_alloc(void);
 bool prof_tick_free(void);
 
 /* Brackets a slow-path event: prof_start returns 0 when the profiler is off
- * (then prof_stop does nothing), else the clock. */
+ * (then prof_stop does nothing), else the clock. Off, each is a load or a
+ * test and a branch; the clock is read out of line, so that the bracket
+ * does not change how the compiler inlines the code it times. */
+HAK_NOINLINE HAK_COLD uint64_t prof_clock(void);
+HAK_NOINLINE HAK_COLD void prof_record_since(int cat, uint64_t t0);
 static inline uint64_t prof_start(void) {
     if (HAK_LIKELY(!prof_enabled())) return 0;
-    return os_now_ns() | 1; /* never 0 */
+    return prof_clock();
 }
 static inline void prof_stop(int cat, uint64_t t0) {
-    if (HAK_UNLIKELY(t0 != 0)) prof_record(cat, os_now_ns() - (t0 & ~(uint64_t)1));
+    if (HAK_UNLIKELY(t0 != 0)) prof_record_since(cat, t0);
 }
 
 /* Fills out[HAK_PROF_COUNT] from the counters (zeros when nothing was
