@@ -22,6 +22,7 @@
 #include "options.h"
 #include "os.h"
 #include "policy.h"
+#include "prof.h"
 #include "segmap.h"
 #include "sites.h"
 #include "stats.h"
@@ -111,12 +112,12 @@ static int init_core(void) {
     options_read_env();
     hak_verbose_on = hak_opt(HAK_OPT_VERBOSE) != 0;
     policy_init();
-    malloc_configure();
     int err = os_init();
     if (!err) err = segmap_init();
     for (int id = 1; id < HAK_LANE_COUNT && !err; id++)
         if (lanes_built[id]) err = lanes_built[id]->init();
     if (err) return err;
+    malloc_configure(); /* after segmap_init: it reads the map's limit */
     for (size_t b = 0; b < SIZE_BUCKETS; b++) {
         size_t size = (b << SIZE_BUCKET_SHIFT) + 1; /* every size of the bucket maps alike */
         uint8_t id = HAK_LANE_HUGE;
@@ -201,6 +202,7 @@ HAK_CONSTRUCTOR static void hak_constructor(void) {
 }
 
 HAK_DESTRUCTOR static void hak_destructor(void) {
+    if (!HAK_BENCH_MINIMAL && hak_verbose_on) hak_log_event_flush();
     if (!HAK_BENCH_MINIMAL && atomic_load_acquire(&hak_init_state) == HAK_INIT_READY &&
         hak_opt(HAK_OPT_STATS)) {
         flush_my_stats();
@@ -259,31 +261,52 @@ static HAK_ALWAYS_INLINE void *malloc_inline(size_t size) {
 }
 
 /* The ranges hak_malloc sends to the lanes' inline fast paths: the lane
- * boundaries, or empty ranges with HAKMEM_SITE_PROFILE=1, so that every
- * call falls through to malloc_generic, which samples its caller. They
- * take the place of the constants in the same comparisons, so with
- * profiling off malloc runs the same instructions as without it (an
- * immediate operand becomes a memory operand). Written only at
- * initialisation (first call, constructor). */
+ * boundaries, or empty ranges with HAKMEM_SITE_PROFILE=1 or HAKMEM_PROF=1,
+ * so that every call falls through to malloc_generic, which samples it.
+ * They take the place of the constants in the same comparisons, so with
+ * sampling off malloc runs the same instructions as without it (an
+ * immediate operand becomes a memory operand). Likewise fast_free_limit
+ * takes the place of the segment map's limit in hak_free: 0 with
+ * HAKMEM_PROF=1, so that every free reaches free_generic. Written only at
+ * initialisation (first call, after the segment map exists; constructor). */
 static size_t fast_tiny_max = HAK_TINY_MAX;
 static size_t fast_pool_span = HAK_POOL_MAX - HAK_TINY_MAX;
 static size_t fast_ace_span = HAK_ACE_MAX - HAK_POOL_MAX;
+static uintptr_t fast_free_limit; /* 0 before initialisation: free_generic */
+static bool malloc_sampling;      /* sites_sampling || prof_enabled() */
+static bool free_sampling;        /* prof_enabled() */
 
 static void malloc_configure(void) {
     sites_configure();
-    fast_tiny_max = sites_sampling ? 0 : HAK_TINY_MAX;
-    fast_pool_span = sites_sampling ? 0 : HAK_POOL_MAX - HAK_TINY_MAX;
-    fast_ace_span = sites_sampling ? 0 : HAK_ACE_MAX - HAK_POOL_MAX;
+    prof_configure();
+    malloc_sampling = sites_sampling || prof_enabled();
+    free_sampling = prof_enabled();
+    fast_tiny_max = malloc_sampling ? 0 : HAK_TINY_MAX;
+    fast_pool_span = malloc_sampling ? 0 : HAK_POOL_MAX - HAK_TINY_MAX;
+    fast_ace_span = malloc_sampling ? 0 : HAK_ACE_MAX - HAK_POOL_MAX;
+    fast_free_limit = free_sampling ? 0 : segmap_g.limit;
+}
+
+/* malloc while call sites or timings are sampled: every call, the inline
+ * fast paths included. */
+static HAK_NOINLINE HAK_COLD void *malloc_sampled(size_t size, uintptr_t site) {
+    void *p;
+    if (prof_enabled() && prof_tick_alloc()) {
+        uint64_t t0 = os_now_ns();
+        p = malloc_inline(size);
+        uint64_t ns = os_now_ns() - t0;
+        if (p) prof_record(HAK_PROF_ALLOC_TINY + lane_for_size(size ? size : 1)->id - 1, ns);
+    } else {
+        p = malloc_inline(size);
+    }
+    if (sites_sampling) sites_sample(site, size, p);
+    return p;
 }
 
 /* Everything hak_malloc's fast ranges do not take: sizes above the lanes,
- * and every call while call sites are sampled. */
+ * and every call while calls are sampled. */
 static HAK_NOINLINE void *malloc_generic(size_t size, uintptr_t site) {
-    if (HAK_UNLIKELY(sites_sampling)) {
-        void *p = malloc_inline(size);
-        sites_sample(site, size, p);
-        return p;
-    }
+    if (HAK_UNLIKELY(malloc_sampling)) return malloc_sampled(size, site);
     return alloc_generic(size, NULL);
 }
 
@@ -402,10 +425,8 @@ static HAK_NOINLINE HAK_COLD void foreign_pointer(hak_call_t call, const void *p
     hak_report_misuse(call, p, "invalid pointer (not allocated by hakmem)");
 }
 
-/* free of everything but the inlined hot cases (tiny, pool, ACE): kept
- * out of hak_free so that their fast paths save no registers. */
-static HAK_NOINLINE void free_generic(void *p) {
-    if (HAK_UNLIKELY(p == NULL)) return;
+/* free through the segment map and the lane's vtable. */
+static void free_lookup(void *p) {
     uintptr_t head;
     int id = segmap_lookup(p, &head);
     const struct hak_lane *lane = (unsigned)id < HAK_LANE_COUNT ? lanes_built[id] : NULL;
@@ -418,31 +439,64 @@ static HAK_NOINLINE void free_generic(void *p) {
     lane->free(p, head, "free");
 }
 
-HAK_EXPORT void hak_free(void *p) {
-    /* The hot cases inline: slab-engine segments are single head chunks. */
+/* free's hot cases, inlined: slab-engine segments are single head chunks.
+ * Returns false for every other pointer. limit: hak_free's fast_free_limit,
+ * or the segment map's own. */
+static HAK_ALWAYS_INLINE bool free_inline(void *p, uintptr_t limit) {
     uintptr_t idx = (uintptr_t)p >> HAK_CHUNK_SHIFT;
-    if (HAK_LIKELY(idx < segmap_g.limit)) {
+    if (HAK_LIKELY(idx < limit)) {
         unsigned b = atomic_load_relaxed(&segmap_g.table[idx]);
 #if HAK_HAVE_TINY
         if (HAK_LIKELY(b == HAK_LANE_TINY)) {
             tiny_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
-            return;
+            return true;
         }
 #endif
 #if HAK_HAVE_POOL
         if (HAK_LIKELY(b == HAK_LANE_POOL)) {
             pool_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
-            return;
+            return true;
         }
 #endif
 #if HAK_HAVE_ACE
         if (HAK_LIKELY(b == HAK_LANE_ACE)) {
             ace_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
-            return;
+            return true;
         }
 #endif
         (void)b;
     }
+    return false;
+}
+
+/* free while timings are sampled (HAKMEM_PROF=1): every call. */
+static HAK_NOINLINE HAK_COLD void free_sampled(void *p) {
+    if (!prof_tick_free()) {
+        if (!free_inline(p, segmap_g.limit)) free_lookup(p);
+        return;
+    }
+    uintptr_t head;
+    int id = segmap_lookup(p, &head);
+    uint64_t t0 = os_now_ns();
+    if (!free_inline(p, segmap_g.limit)) free_lookup(p);
+    uint64_t ns = os_now_ns() - t0;
+    if (id > HAK_LANE_NONE && id < HAK_LANE_COUNT) prof_record(HAK_PROF_FREE_TINY + id - 1, ns);
+}
+
+/* free of everything but the inlined hot cases (tiny, pool, ACE), and every
+ * free while they are sampled: kept out of hak_free so that their fast
+ * paths save no registers. */
+static HAK_NOINLINE void free_generic(void *p) {
+    if (HAK_UNLIKELY(p == NULL)) return;
+    if (HAK_UNLIKELY(free_sampling)) {
+        free_sampled(p);
+        return;
+    }
+    free_lookup(p);
+}
+
+HAK_EXPORT void hak_free(void *p) {
+    if (HAK_LIKELY(free_inline(p, fast_free_limit))) return;
     free_generic(p);
 }
 

@@ -1,7 +1,9 @@
 /*
- * error.c: messages, misuse reports and assertion failures. Nothing here
- * allocates: messages are formatted into a stack buffer and written with
- * write(2). Takes no lock (a message is one write call).
+ * error.c: messages, misuse reports and assertion failures, and the rate
+ * limit of event messages (HAKMEM_VERBOSE=1). Nothing here allocates:
+ * messages are formatted into a stack buffer and written with write(2).
+ * Takes no lock (a message is one write call; the rate limit's counters
+ * are relaxed atomics).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,22 +30,69 @@ static int output_fd(void) {
     return fd;
 }
 
-static void vlog(bool force, const char *fmt, va_list ap) {
+/* Writes "hakmem: <message>[ (N messages suppressed)]\n" in one write. */
+static void vlog_ex(bool force, uint64_t suppressed, const char *fmt, va_list ap) {
     if (!force && hak_opt(HAK_OPT_QUIET)) return;
     char buf[512];
+    const size_t tail = 48; /* room for the suppressed count */
     int n = snprintf(buf, sizeof buf, "hakmem: ");
-    int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(buf + n, sizeof buf - (size_t)n - tail, fmt, ap);
     size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
-    if (len > sizeof buf - 2) len = sizeof buf - 2;
+    if (len > sizeof buf - tail - 1) len = sizeof buf - tail - 1;
+    if (suppressed) {
+        int k = snprintf(buf + len, tail, " (%llu messages suppressed)",
+                         (unsigned long long)suppressed);
+        if (k > 0) len += (size_t)k < tail ? (size_t)k : tail - 1;
+    }
     buf[len++] = '\n';
     os_write_all(output_fd(), buf, len);
 }
+
+static void vlog(bool force, const char *fmt, va_list ap) { vlog_ex(force, 0, fmt, ap); }
 
 void hak_log(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vlog(false, fmt, ap);
     va_end(ap);
+}
+
+/* ---- the rate limit of events -----------------------------------------
+ * At most HAK_LOG_EVENTS_PER_SEC event lines per second of the coarse
+ * monotonic clock (a fixed window: a burst across a second's boundary may
+ * show twice as many). The first line allowed after some were dropped
+ * says how many; so does hakmem's destructor for the last ones. Approximate
+ * under races (a window's reset may forget a concurrent line's count), never
+ * blocking. */
+
+static _Atomic uint64_t rl_second;     /* the window: seconds of the coarse clock */
+static _Atomic uint32_t rl_lines;      /* event lines asked for in the window */
+static _Atomic uint64_t rl_suppressed; /* lines dropped and not reported yet */
+
+void hak_log_event(const char *fmt, ...) {
+    if (hak_opt(HAK_OPT_QUIET)) return;
+    uint64_t sec = os_now_coarse_ns() / 1000000000u;
+    uint64_t w = atomic_load_relaxed(&rl_second);
+    if (w != sec && atomic_compare_exchange_strong_explicit(&rl_second, &w, sec,
+                                                            memory_order_relaxed,
+                                                            memory_order_relaxed))
+        atomic_store_relaxed(&rl_lines, 0);
+    if (atomic_fetch_add_relaxed(&rl_lines, 1) >= HAK_LOG_EVENTS_PER_SEC) {
+        atomic_fetch_add_relaxed(&rl_suppressed, 1);
+        return;
+    }
+    uint64_t dropped = atomic_exchange_explicit(&rl_suppressed, 0, memory_order_relaxed);
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_ex(false, dropped, fmt, ap);
+    va_end(ap);
+}
+
+void hak_log_event_flush(void) {
+    if (atomic_load_relaxed(&rl_suppressed) == 0) return;
+    uint64_t dropped = atomic_exchange_explicit(&rl_suppressed, 0, memory_order_relaxed);
+    if (dropped && !hak_opt(HAK_OPT_QUIET))
+        hak_log("%llu messages suppressed", (unsigned long long)dropped);
 }
 
 void hak_log_raw(const char *buf, size_t len) { os_write_all(output_fd(), buf, len); }

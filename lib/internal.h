@@ -68,10 +68,17 @@ HAK_NORETURN HAK_COLD HAK_NOINLINE void hak_report_corruption(const char *call, 
 /* Writes "hakmem: <message>\n" to stderr (or HAKMEM_LOG_FILE), unless
  * HAKMEM_QUIET=1. */
 HAK_COLD void hak_log(const char *fmt, ...) HAK_PRINTF(1, 2);
-/* Same, only when HAKMEM_VERBOSE=1. */
+/* An event (an OS refusal, a purge, a policy published): like hak_log,
+ * but at most HAK_LOG_EVENTS_PER_SEC lines a second; the first line
+ * allowed after some were dropped ends "(N messages suppressed)". */
+#define HAK_LOG_EVENTS_PER_SEC 20
+HAK_COLD void hak_log_event(const char *fmt, ...) HAK_PRINTF(1, 2);
+/* Reports event lines dropped since the last one allowed (destructor). */
+void hak_log_event_flush(void);
+/* An event, only when HAKMEM_VERBOSE=1. */
 #define hak_verbose(...)                                                       \
     do {                                                                       \
-        if (!HAK_BENCH_MINIMAL && hak_verbose_on) hak_log(__VA_ARGS__);        \
+        if (!HAK_BENCH_MINIMAL && hak_verbose_on) hak_log_event(__VA_ARGS__);  \
     } while (0)
 extern HAK_HIDDEN bool hak_verbose_on;
 /* Writes raw text to the log output (error.c). */

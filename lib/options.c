@@ -107,6 +107,12 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_NUMA] = {"HAKMEM_NUMA", HAK_OPT_BOOL, 0, 0, 1, NULL,
                       "bind new segments and big blocks to the NUMA node of the thread that "
                       "maps them (mbind), and reuse cached big blocks on their own node"},
+    [HAK_OPT_PROF] = {"HAKMEM_PROF", HAK_OPT_BOOL, 0, 0, 1, NULL,
+                      "sampling profiler: time malloc and free (per lane), refills, remote "
+                      "drains, OS maps/unmaps and purges; average and p99 in the stats report"},
+    [HAK_OPT_PROF_SAMPLE] = {"HAKMEM_PROF_SAMPLE", HAK_OPT_INT, 10, 0, 30, NULL,
+                             "with HAKMEM_PROF=1, one malloc and one free in 2^this many per "
+                             "thread are timed (0: every one); slow-path events always are"},
 };
 _Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
                "one table entry per option");

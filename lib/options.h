@@ -41,6 +41,8 @@ enum hak_opt_id {
     HAK_OPT_THP,
     HAK_OPT_SS_PREFAULT,
     HAK_OPT_NUMA,
+    HAK_OPT_PROF,
+    HAK_OPT_PROF_SAMPLE,
     HAK_OPT_COUNT
 };
 

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "options.h"
+#include "prof.h"
 #include "segmap.h"
 
 size_t os_page_size = 4096;
@@ -85,9 +86,11 @@ static void *mmap_anon_once(size_t size) {
  * refuses even after the caches were released. */
 static void *map_anon(size_t size) {
     void *m = mmap_anon_once(size);
-    if (HAK_UNLIKELY(m == MAP_FAILED) && release_hook && release_hook() > 0) {
-        hak_verbose("the OS refused %zu bytes: caches released, trying again", size);
-        m = mmap_anon_once(size);
+    if (HAK_UNLIKELY(m == MAP_FAILED)) {
+        size_t released = release_hook ? release_hook() : 0;
+        hak_verbose("the OS refused %zu bytes%s", size,
+                    released ? ": caches released, trying again" : "");
+        if (released) m = mmap_anon_once(size);
     }
     return m;
 }
@@ -100,6 +103,7 @@ int os_map_chunks(size_t size, size_t align, size_t offset, void **out) {
     hak_assert(size % HAK_CHUNK == 0 && hak_is_pow2(align) && offset < align);
     size_t total;
     if (HAK_ADD_OVERFLOW(size, align, &total)) return ENOMEM;
+    uint64_t t0 = prof_start();
     void *m = map_anon(total);
     if (m == MAP_FAILED) return ENOMEM;
     uintptr_t lo = (uintptr_t)m, hi = lo + total;
@@ -112,16 +116,26 @@ int os_map_chunks(size_t size, size_t align, size_t offset, void **out) {
         return ENOMEM;
     }
     *out = (void *)r;
+    prof_stop(HAK_PROF_OS_MAP, t0);
     return 0;
 }
 
-int os_unmap(void *p, size_t size) { return munmap(p, size) == 0 ? 0 : errno; }
+int os_unmap(void *p, size_t size) {
+    uint64_t t0 = prof_start();
+    int err = munmap(p, size) == 0 ? 0 : errno;
+    prof_stop(HAK_PROF_OS_UNMAP, t0);
+    return err;
+}
 
 int os_purge(void *p, size_t size) {
+    uint64_t t0 = prof_start();
     int advice = hak_opt(HAK_OPT_PURGE) == HAK_PURGE_FREE ? MADV_FREE : MADV_DONTNEED;
-    if (madvise(p, size, advice) == 0) return 0;
-    if (advice == MADV_FREE && madvise(p, size, MADV_DONTNEED) == 0) return 0; /* old kernel */
-    return errno;
+    int err = 0;
+    if (madvise(p, size, advice) != 0 &&
+        (advice != MADV_FREE || madvise(p, size, MADV_DONTNEED) != 0)) /* old kernel */
+        err = errno;
+    prof_stop(HAK_PROF_PURGE, t0);
+    return err;
 }
 
 int os_protect(void *p, size_t size, bool access) {
@@ -252,6 +266,7 @@ static size_t purge_run(bool all) {
     }
     atomic_store_relaxed(&purge_lanes_pending, pending);
     atomic_store_release(&purge_running, 0);
+    if (freed) hak_verbose("purged %zu bytes%s", freed, all ? " (trim)" : "");
     return freed;
 }
 

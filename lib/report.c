@@ -16,6 +16,7 @@
 #include "options.h"
 #include "os.h"
 #include "policy.h"
+#include "prof.h"
 #include "sites.h"
 #include "stats.h"
 
@@ -100,6 +101,44 @@ static void report_json_learn_sites(struct out *o) {
     os_write_all(o->fd, buf, n);
 }
 
+/* The profiler's table (HAKMEM_PROF=1): only the categories that timed
+ * something; nothing at all with the profiler off. */
+static void report_text_prof(struct out *o, const struct hak_stats *st) {
+    if (!prof_enabled()) return;
+    put(o, "  profile (HAKMEM_PROF=1; malloc/free: 1 call in %u per thread timed, other "
+           "events: every one)\n",
+        1u << prof_sample_shift());
+    put(o, "  %-14s %12s %10s %10s %12s %14s\n", "category", "timed", "avg ns", "p99 ns", "max ns",
+        "total ns");
+    for (int k = 0; k < HAK_PROF_COUNT; k++) {
+        const struct hak_prof_stats *p = &st->prof[k];
+        if (p->count == 0) continue;
+        put(o, "  %-14s %12llu %10llu %10llu %12llu %14llu\n", hak_prof_name(k),
+            (unsigned long long)p->count, (unsigned long long)p->avg_ns,
+            (unsigned long long)p->p99_ns, (unsigned long long)p->max_ns,
+            (unsigned long long)p->total_ns);
+    }
+}
+
+/* The same as a member of the JSON object: ,"prof":{...} or ,"prof":null. */
+static void report_json_prof(struct out *o, const struct hak_stats *st) {
+    if (!prof_enabled()) {
+        put(o, ",\"prof\":null");
+        return;
+    }
+    put(o, ",\"prof\":{\"sample_shift\":%u,\"categories\":{", prof_sample_shift());
+    for (int k = 0; k < HAK_PROF_COUNT; k++) {
+        const struct hak_prof_stats *p = &st->prof[k];
+        put(o,
+            "%s\"%s\":{\"count\":%llu,\"total_ns\":%llu,\"avg_ns\":%llu,\"p99_ns\":%llu,"
+            "\"max_ns\":%llu}",
+            k ? "," : "", hak_prof_name(k), (unsigned long long)p->count,
+            (unsigned long long)p->total_ns, (unsigned long long)p->avg_ns,
+            (unsigned long long)p->p99_ns, (unsigned long long)p->max_ns);
+    }
+    put(o, "}}");
+}
+
 static void report_text(struct out *o, const struct hak_stats *st) {
     char h1[24], h2[24], h3[24], h4[24];
     put(o, "hakmem: statistics\n");
@@ -146,6 +185,7 @@ static void report_text(struct out *o, const struct hak_stats *st) {
     const struct hak_policy *pol = policy_current();
     put(o, "  policy: wmax_large %u%%, refill_batch %u, bigcache %u MiB\n", pol->wmax_large_pct,
         pol->refill_batch, pol->bigcache_mb);
+    report_text_prof(o, st);
     report_text_learn_sites(o);
 }
 
@@ -222,6 +262,7 @@ static void report_json(struct out *o, const struct hak_stats *st) {
     for (unsigned c = 0; c < HAK_POLICY_CLASSES; c++)
         put(o, "%s%u", c ? "," : "", pol->cap_large[c]);
     put(o, "]}");
+    report_json_prof(o, st);
     report_json_learn_sites(o);
     put(o, "}}\n");
 }

@@ -13,6 +13,7 @@
 #include "options.h"
 #include "os.h"
 #include "policy.h"
+#include "prof.h"
 #include "segmap.h"
 
 /* The sentinel slab: no free block, ever; the current slab of every class
@@ -161,6 +162,7 @@ static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_st
     }
     void *list = (void *)(old & ~SLAB_RS_MASK);
     if (!list) return 0;
+    uint64_t t0 = prof_start();
     uint32_t n = 1;
     void *tail = list;
     for (void *next; (next = SLAB_LINK_DECODE(*(void **)tail, tail)) != NULL; n++) {
@@ -171,6 +173,7 @@ static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_st
     sl->free = list;
     hak_assert(sl->used >= n);
     sl->used -= n;
+    prof_stop(HAK_PROF_REMOTE_DRAIN, t0);
     return n;
 }
 
@@ -661,6 +664,15 @@ static void *orphan_alloc(struct slab_lane *L, unsigned cls) {
     return p;
 }
 
+/* alloc_from timed as a refill (HAKMEM_PROF=1). */
+static HAK_NOINLINE HAK_COLD void *alloc_from_timed(struct slab_lane *L, struct slab_heap *h,
+                                                    unsigned cls) {
+    uint64_t t0 = prof_start();
+    void *p = alloc_from(L, h, cls);
+    prof_stop(HAK_PROF_REFILL, t0);
+    return p;
+}
+
 void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls) {
     struct slab_heap *h = *tls;
     if (HAK_UNLIKELY(h->kind != SLAB_HEAP_LIVE)) {
@@ -685,6 +697,7 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
         h->slow_calls = 0;
         flush_stats(L, h);
     }
+    if (HAK_UNLIKELY(prof_enabled())) return alloc_from_timed(L, h, cls);
     return alloc_from(L, h, cls);
 }
 

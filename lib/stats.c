@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "os.h"
+#include "prof.h"
 
 struct stats_lane stats_lanes[HAK_LANE_COUNT];
 
@@ -127,4 +128,5 @@ void stats_fill(struct hak_stats *st) {
     st->lane[0] = total;
     os_rss(&st->rss, &st->peak_rss);
     st->purges_pending = os_purge_pending();
+    prof_fill(st->prof);
 }

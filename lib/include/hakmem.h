@@ -86,6 +86,36 @@ struct hak_lane_stats {
     uint64_t purged_bytes;/* bytes handed back by those purges */
 };
 
+/* Categories of the sampling profiler (HAKMEM_PROF=1). malloc and free are
+ * timed one call in 2^HAKMEM_PROF_SAMPLE per thread, by the lane that served
+ * them; the slow-path events below them are timed every time. */
+enum hak_prof_category {
+    HAK_PROF_ALLOC_TINY = 0, /* malloc served by the tiny lane (+ lane id - 1) */
+    HAK_PROF_ALLOC_POOL,
+    HAK_PROF_ALLOC_ACE,
+    HAK_PROF_ALLOC_HUGE,
+    HAK_PROF_FREE_TINY, /* free of a block of the tiny lane (+ lane id - 1) */
+    HAK_PROF_FREE_POOL,
+    HAK_PROF_FREE_ACE,
+    HAK_PROF_FREE_HUGE,
+    HAK_PROF_REFILL,       /* a slab lane's refill: its thread's slab had no block */
+    HAK_PROF_REMOTE_DRAIN, /* a slab's list of remote frees taken by its owner */
+    HAK_PROF_OS_MAP,       /* a mapping from the OS (mmap and the trim of its slack) */
+    HAK_PROF_OS_UNMAP,     /* munmap */
+    HAK_PROF_PURGE,        /* one madvise purge */
+    HAK_PROF_COUNT
+};
+
+/* Timings of one category, in nanoseconds of CLOCK_MONOTONIC. */
+struct hak_prof_stats {
+    uint64_t count;    /* events timed */
+    uint64_t total_ns; /* their sum */
+    uint64_t avg_ns;   /* total_ns / count (0 when count is 0) */
+    uint64_t p99_ns;   /* 99th percentile, from a log2 histogram (interpolated
+                          within its power-of-two bucket, at most max_ns) */
+    uint64_t max_ns;   /* the longest */
+};
+
 /* A snapshot of the allocator's counters. The struct carries its own size so
  * that it can grow: set size = sizeof(struct hak_stats) before the call. */
 struct hak_stats {
@@ -95,6 +125,8 @@ struct hak_stats {
     uint64_t purges_pending;      /* purges queued but not issued yet */
     struct hak_lane_stats lane[HAK_LANE_COUNT]; /* indexed by enum hak_lane_id;
                                                    [0] holds the totals */
+    /* since 0.1 (issue 8): the profiler, all zero unless HAKMEM_PROF=1 */
+    struct hak_prof_stats prof[HAK_PROF_COUNT]; /* indexed by enum hak_prof_category */
 };
 
 /* Fills *st (up to st->size bytes). Returns 0, or EINVAL if st is NULL or
@@ -114,6 +146,9 @@ struct hak_class_stats {
  * the lane is not built or has no such class. Counters of other threads
  * are flushed every few dozen slow paths and at thread exit. */
 int hak_class_stats_get(int lane, unsigned cls, struct hak_class_stats *out);
+
+/* The name of a profiler category ("alloc_tiny", ..., "purge"), or NULL. */
+const char *hak_prof_name(int category);
 
 /* Prints the report HAKMEM_STATS=1 prints at exit, to stderr. */
 void hak_stats_print(void);

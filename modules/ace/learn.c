@@ -669,29 +669,31 @@ static void log_changes(const struct hak_policy *old, const struct hak_policy *p
                         const char *why) {
     if (HAK_BENCH_MINIMAL || !hak_verbose_on) return;
     if (memcmp(old, pol, sizeof *old) == 0) { /* an adoption of the policy on trial */
-        hak_log("learn: policy kept: %s", why);
+        hak_log_event("learn: policy kept: %s", why);
         return;
     }
     for (unsigned g = 0; g < LEARN_GROUPS; g++) {
         unsigned k = g * LEARN_GROUP_CLASSES;
         if (memcmp(&old->cap_large[k], &pol->cap_large[k], LEARN_GROUP_CLASSES * sizeof(uint32_t)))
-            hak_log("learn: cap_large[%u..%u KiB] %u,%u,%u,%u -> %u,%u,%u,%u: %s",
-                    ace_class_size[k] >> 10, ace_class_size[k + 3] >> 10, old->cap_large[k],
-                    old->cap_large[k + 1], old->cap_large[k + 2], old->cap_large[k + 3],
-                    pol->cap_large[k], pol->cap_large[k + 1], pol->cap_large[k + 2],
-                    pol->cap_large[k + 3], why);
+            hak_log_event("learn: cap_large[%u..%u KiB] %u,%u,%u,%u -> %u,%u,%u,%u: %s",
+                          ace_class_size[k] >> 10, ace_class_size[k + 3] >> 10,
+                          old->cap_large[k], old->cap_large[k + 1], old->cap_large[k + 2],
+                          old->cap_large[k + 3], pol->cap_large[k], pol->cap_large[k + 1],
+                          pol->cap_large[k + 2], pol->cap_large[k + 3], why);
     }
     _Static_assert(LEARN_GROUP_CLASSES == 4, "the line above prints four classes");
     if (memcmp(old->cap_mid, pol->cap_mid, sizeof old->cap_mid))
-        hak_log("learn: cap_mid[1280 B] %u -> %u (every pool class alike): %s", old->cap_mid[0],
-                pol->cap_mid[0], why);
+        hak_log_event("learn: cap_mid[1280 B] %u -> %u (every pool class alike): %s",
+                      old->cap_mid[0], pol->cap_mid[0], why);
     if (old->wmax_large_pct != pol->wmax_large_pct)
-        hak_log("learn: wmax_large %u%% -> %u%%: %s", old->wmax_large_pct, pol->wmax_large_pct,
-                why);
+        hak_log_event("learn: wmax_large %u%% -> %u%%: %s", old->wmax_large_pct,
+                      pol->wmax_large_pct, why);
     if (old->refill_batch != pol->refill_batch)
-        hak_log("learn: refill_batch %u -> %u: %s", old->refill_batch, pol->refill_batch, why);
+        hak_log_event("learn: refill_batch %u -> %u: %s", old->refill_batch, pol->refill_batch,
+                      why);
     if (old->bigcache_mb != pol->bigcache_mb)
-        hak_log("learn: bigcache %u -> %u MiB: %s", old->bigcache_mb, pol->bigcache_mb, why);
+        hak_log_event("learn: bigcache %u -> %u MiB: %s", old->bigcache_mb, pol->bigcache_mb,
+                      why);
 }
 
 static HAK_NOINLINE HAK_COLD void learner_start(void) {

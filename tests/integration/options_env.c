@@ -563,3 +563,91 @@ Test(options_process, quiet_set_before_a_bad_variable_silences_its_warning) {
 Test(options_process, quiet_set_after_a_bad_variable_silences_its_warning) {
     check_quiet_silences(false);
 }
+
+/* ---- HAKMEM_HELP --------------------------------------------------------- */
+
+/* HAKMEM_HELP=1 prints one row per variable of the table, with its value
+ * and default, and the program runs on. */
+Test(options_process, help_lists_every_variable_of_the_table) {
+    skip_if_bench_minimal();
+    const char *probe = getenv("HAK_TEST_PROBE");
+    cr_assert_not_null(probe, "HAK_TEST_PROBE is not set (meson sets it)");
+    char help[] = "HAKMEM_HELP=1", delay[] = "HAKMEM_PURGE_DELAY_MS=7";
+    char *env[] = {help, delay, NULL};
+    char *argv[] = {(char *)probe, NULL};
+    struct itest_run r;
+    cr_assert(itest_run(argv, env, 20, &r) == 0, "cannot run %s", probe);
+    char st[64];
+    cr_assert(!r.timed_out && WIFEXITED(r.status) && WEXITSTATUS(r.status) == 0,
+              "the program did not run on after the help: %s", itest_status_str(&r, st, sizeof st));
+    for (int id = 0; id < HAK_OPT_COUNT; id++) {
+        const struct hak_opt_desc *d = &options_table[id];
+        char row[96];
+        snprintf(row, sizeof row, "hakmem: %s ", d->name);
+        const char *line = strstr(r.err, row);
+        cr_assert_not_null(line, "HAKMEM_HELP lists no row for %s:\n%s", d->name, r.err);
+        const char *end = strchr(line, '\n');
+        cr_assert_not_null(end, "the row of %s is not a line", d->name);
+        /* the row holds the help text, or its start where the row is cut */
+        char start[24];
+        snprintf(start, sizeof start, "%.20s", d->help);
+        cr_assert(memmem(line, (size_t)(end - line), start, strlen(start)) != NULL,
+                  "the row of %s lacks its help text \"%s\": %.*s", d->name, start,
+                  (int)(end - line), line);
+    }
+    const char *row = strstr(r.err, "hakmem: HAKMEM_PURGE_DELAY_MS ");
+    cr_assert_not_null(row);
+    int value = -1, def = -1;
+    cr_assert(sscanf(row, "hakmem: HAKMEM_PURGE_DELAY_MS %d %d", &value, &def) == 2 &&
+                  value == 7 && def == options_table[HAK_OPT_PURGE_DELAY_MS].def,
+              "HAKMEM_PURGE_DELAY_MS row: expected value 7 and the default: %.120s", row);
+}
+
+/* ---- modes and overrides ----------------------------------------------- */
+
+/* HAKMEM_MODE=minimal sets its group; a variable set explicitly wins over
+ * it, wherever it stands in the environment. */
+static void check_mode_minimal_override(bool mode_first) {
+    skip_if_bench_minimal();
+    fresh();
+    if (mode_first) {
+        cr_assert(setenv("HAKMEM_MODE", "minimal", 1) == 0);
+        cr_assert(setenv("HAKMEM_TINY_SS_CACHE", "5", 1) == 0);
+    } else {
+        cr_assert(setenv("HAKMEM_TINY_SS_CACHE", "5", 1) == 0);
+        cr_assert(setenv("HAKMEM_MODE", "minimal", 1) == 0);
+    }
+    options_read_env();
+    cr_assert_eq(options_value[HAK_OPT_MODE], HAK_MODE_MINIMAL);
+    cr_assert_eq(options_value[HAK_OPT_TINY_SS_CACHE], 5, "the explicit variable lost: %lld",
+                 options_value[HAK_OPT_TINY_SS_CACHE]);
+    /* the rest of the group holds */
+    cr_assert_eq(options_value[HAK_OPT_PURGE_DELAY_MS], 0);
+    cr_assert_eq(options_value[HAK_OPT_POOL_SEG_CACHE], 0);
+    cr_assert_eq(options_value[HAK_OPT_BIGCACHE_MB], 0);
+    cr_assert_eq(options_value[HAK_OPT_WMAX_LARGE], 100);
+    /* and what the mode does not name keeps its default */
+    cr_assert_eq(options_value[HAK_OPT_LEARN], options_table[HAK_OPT_LEARN].def);
+    cr_assert_eq(options_value[HAK_OPT_PROF], 0);
+}
+
+Test(options, mode_minimal_set_first_loses_to_an_explicit_variable) {
+    check_mode_minimal_override(true);
+}
+
+Test(options, mode_minimal_set_last_loses_to_an_explicit_variable) {
+    check_mode_minimal_override(false);
+}
+
+/* research turns the learner, the report and the verbose log on; an
+ * explicit HAKMEM_VERBOSE=0 turns the log back off. */
+Test(options, mode_research_with_verbose_off) {
+    skip_if_bench_minimal();
+    fresh();
+    cr_assert(setenv("HAKMEM_MODE", "research", 1) == 0);
+    cr_assert(setenv("HAKMEM_VERBOSE", "0", 1) == 0);
+    options_read_env();
+    cr_assert_eq(options_value[HAK_OPT_LEARN], 1);
+    cr_assert_eq(options_value[HAK_OPT_STATS], 1);
+    cr_assert_eq(options_value[HAK_OPT_VERBOSE], 0);
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""malloc_info(0, fp) writes well-formed XML, as glibc's does: one <malloc>
+root with a version, a <lane> per lane built with numeric counters, and the
+<total>/<system> elements. Usage: malloc_info.py HELPER stats|nostats
+(tests/integration/observe_helper.c; nostats: a -Dbench_minimal build,
+whose counters are compiled out). Exits 77 (skip) where the helper
+does (-Dinterpose=false: no malloc_info)."""
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+
+def main():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HAKMEM_")}
+    r = subprocess.run([sys.argv[1], "info"], env=env, capture_output=True, timeout=60)
+    if r.returncode == 77:
+        print("-Dinterpose=false: no malloc_info")
+        sys.exit(77)
+    if r.returncode != 0:
+        sys.exit(f"helper exited {r.returncode}: {r.stderr.decode(errors='replace')}")
+    try:
+        root = ET.fromstring(r.stdout)
+    except ET.ParseError as e:
+        sys.exit(f"malloc_info's output is not well-formed XML ({e}):\n{r.stdout.decode()}")
+    if root.tag != "malloc" or not root.get("version", "").startswith("hakmem-"):
+        sys.exit(f"root element: <{root.tag} {root.attrib}>")
+    lanes = root.findall("lane")
+    if not lanes or any(not l.get("name") for l in lanes):
+        sys.exit(f"no named <lane> elements: {r.stdout.decode()}")
+    for lane in lanes:
+        for field in ("allocs", "frees", "live", "peak", "mapped"):
+            e = lane.find(field)
+            if e is None or not (e.text or "").isdigit():
+                sys.exit(f"lane {lane.get('name')}: <{field}> missing or not a number")
+    if sys.argv[2] == "stats" and sum(int(l.find("allocs").text) for l in lanes) < 1:
+        sys.exit("the helper's allocation is not counted")
+    for tag in ("total", "system"):
+        e = root.find(tag)
+        if e is None or not e.get("size", "").isdigit():
+            sys.exit(f"<{tag}> missing or without a numeric size")
+
+
+if __name__ == "__main__":
+    main()
