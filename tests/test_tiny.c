@@ -207,8 +207,9 @@ Test(tiny, segments_move_between_tiers_and_new_slabs_prefer_hot_segments) {
  * (no malloc_trim): RSS must come back to within 10% of the burst above
  * where it started. Empty slabs are purged after HAKMEM_PURGE_DELAY_MS by
  * the purger thread; empty SuperSlabs beyond HAKMEM_TINY_SS_CACHE are
- * unmapped. 256 MiB in -Ddebug_checks builds (every free walks its slab's
- * free list); skipped under sanitizers (shadow memory is RSS too). */
+ * unmapped. 256 MiB where debug checks are on (-Ddebug_checks, -Dsecure:
+ * a slow free walks its slab's free list); skipped under sanitizers
+ * (shadow memory is RSS too). */
 
 #ifndef HAK_TEST_SANITIZED
 #define HAK_TEST_SANITIZED 0
