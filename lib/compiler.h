@@ -31,6 +31,7 @@
 
 #define HAK_CLZ64(x) __builtin_clzll(x)
 #define HAK_CTZ64(x) __builtin_ctzll(x)
+#define HAK_POPCOUNT32(x) __builtin_popcount(x)
 #define HAK_ADD_OVERFLOW(a, b, res) __builtin_add_overflow(a, b, res)
 #define HAK_MUL_OVERFLOW(a, b, res) __builtin_mul_overflow(a, b, res)
 

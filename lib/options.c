@@ -113,6 +113,19 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_PROF_SAMPLE] = {"HAKMEM_PROF_SAMPLE", HAK_OPT_INT, 10, 0, 30, NULL,
                              "with HAKMEM_PROF=1, one malloc and one free in 2^this many per "
                              "thread are timed (0: every one); slow-path events always are"},
+    [HAK_OPT_TINY_SS_MAX_MB] = {"HAKMEM_TINY_SS_MAX_MB", HAK_OPT_INT, 0, 0, 1048576, NULL,
+                                "cap on the MiB of tiny SuperSlabs mapped (cached ones "
+                                "included): beyond it tiny allocations fail with ENOMEM "
+                                "(0: no cap)"},
+    [HAK_OPT_SS_TIER_DOWN_THRESHOLD] = {"HAKMEM_SS_TIER_DOWN_THRESHOLD", HAK_OPT_INT, 25, 0,
+                                        100, NULL,
+                                        "a HOT slab segment with fewer than this percent of "
+                                        "its slabs in use becomes DRAINING: new slabs come "
+                                        "from it only when no HOT segment has room (0: never)"},
+    [HAK_OPT_SS_TIER_UP_THRESHOLD] = {"HAKMEM_SS_TIER_UP_THRESHOLD", HAK_OPT_INT, 50, 0, 100,
+                                      NULL,
+                                      "a DRAINING slab segment with more than this percent of "
+                                      "its slabs in use is HOT again"},
 };
 _Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
                "one table entry per option");

@@ -112,6 +112,62 @@ static void seg_remove(struct slab_segment **l, struct slab_segment *s) {
     s->next = s->prev = NULL;
 }
 
+/* ---- utilisation tiers (slow paths only) -------------------------------- */
+
+/* Slabs of a segment that can hold blocks (slab 0 holds the header). */
+static unsigned seg_slabs(const struct slab_lane *L) {
+    return (unsigned)(HAK_CHUNK >> L->slab_shift) - 1;
+}
+
+/* Sets s's tier, keeping the lane's counts of segments per tier. */
+static void tier_set(struct slab_lane *L, struct slab_segment *s, uint8_t tier) {
+    if (s->tier == tier) return;
+    _Atomic int64_t *count = stats_lanes[L->id].segs_tier;
+    if (s->tier != SLAB_TIER_NONE) atomic_fetch_add_relaxed(&count[s->tier - 1], -1);
+    if (tier != SLAB_TIER_NONE) atomic_fetch_add_relaxed(&count[tier - 1], 1);
+    s->tier = tier;
+}
+
+/* s just had a slab assigned (up) or released: a HOT segment with fewer
+ * than HAKMEM_SS_TIER_DOWN_THRESHOLD percent of its slabs in use becomes
+ * DRAINING, a DRAINING one with more than HAKMEM_SS_TIER_UP_THRESHOLD HOT.
+ * Only the move in the direction of the change is looked at: between the
+ * two thresholds a segment keeps its tier (hysteresis). */
+static void tier_update(struct slab_lane *L, struct slab_segment *s, bool up) {
+    long long n = seg_slabs(L);
+    long long used = (n - HAK_POPCOUNT32(s->free_slabs)) * 100;
+    if (up && s->tier == SLAB_TIER_DRAINING && used > n * hak_opt(HAK_OPT_SS_TIER_UP_THRESHOLD))
+        tier_set(L, s, SLAB_TIER_HOT);
+    else if (!up && s->tier == SLAB_TIER_HOT &&
+             used < n * hak_opt(HAK_OPT_SS_TIER_DOWN_THRESHOLD))
+        tier_set(L, s, SLAB_TIER_DRAINING);
+}
+
+/* The list of h that holds s, one of h's segments: full ones on segs_full,
+ * the others by tier. */
+static struct slab_segment **heap_seg_list(struct slab_heap *h, const struct slab_segment *s) {
+    if (s->free_slabs == 0) return &h->segs_full;
+    return s->tier == SLAB_TIER_DRAINING ? &h->segs_drain : &h->segs;
+}
+
+/* Bit bit of s's free_slabs (s one of h's segments, on its list) becomes
+ * set (a slab released) or clear (assigned): the tier and the heap list
+ * follow. */
+static void seg_set_free(struct slab_lane *L, struct slab_heap *h, struct slab_segment *s,
+                         uint32_t bit, bool free) {
+    struct slab_segment **from = heap_seg_list(h, s);
+    if (free)
+        s->free_slabs |= bit;
+    else
+        s->free_slabs &= ~bit;
+    tier_update(L, s, !free);
+    struct slab_segment **to = heap_seg_list(h, s);
+    if (to != from) {
+        seg_remove(from, s);
+        seg_push(to, s);
+    }
+}
+
 /* ---- remote frees ------------------------------------------------------ */
 
 static void heap_notify_push(struct slab_heap *h, struct slab *sl) {
@@ -195,6 +251,8 @@ static bool try_mark_full(struct slab *sl) {
 
 /* Unmaps segment s (under L->lock: the purger walks L->all). */
 static void segment_unmap(struct slab_lane *L, struct slab_segment *s) {
+    tier_set(L, s, SLAB_TIER_NONE);
+    L->mapped--;
     if (s->all_prev)
         s->all_prev->all_next = s->all_next;
     else
@@ -210,6 +268,7 @@ static void segment_unmap(struct slab_lane *L, struct slab_segment *s) {
  * is full. */
 static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
     s->heap = NULL;
+    tier_set(L, s, SLAB_TIER_NONE);
     pthread_mutex_lock(&L->lock);
     if (L->cached < (uint64_t)hak_opt((enum hak_opt_id)L->cache_opt)) {
         seg_push(&L->cache, s); /* its slabs are purged as they come due */
@@ -235,40 +294,79 @@ static struct slab_segment *cache_take(struct slab_lane *L, int node) {
     return s;
 }
 
+_Static_assert(HAK_OPT_MODE == 0, "slab_lane.cap_opt 0 means no cap");
+
+/* Counts a segment about to be mapped against the lane's cap (under
+ * L->lock); false when the cap is reached. */
+static bool segment_reserve(struct slab_lane *L) {
+    long long cap_mb = L->cap_opt ? hak_opt((enum hak_opt_id)L->cap_opt) : 0;
+    if (cap_mb > 0 && (unsigned long long)L->mapped + 1 >
+                          ((unsigned long long)cap_mb << 20) / HAK_CHUNK)
+        return false;
+    L->mapped++;
+    return true;
+}
+
+/* Maps a fresh segment on node (-1: placement off); NULL when the lane's
+ * cap is reached or the OS refuses. */
+static struct slab_segment *segment_map(struct slab_lane *L, int node) {
+    pthread_mutex_lock(&L->lock);
+    bool ok = segment_reserve(L);
+    pthread_mutex_unlock(&L->lock);
+    if (!ok) return NULL;
+    void *base;
+    if (os_map_segment(0, &base) != 0) { /* small blocks: no THP advice */
+        pthread_mutex_lock(&L->lock);
+        L->mapped--;
+        pthread_mutex_unlock(&L->lock);
+        return NULL;
+    }
+    stats_note_map(L->id, HAK_CHUNK);
+    struct slab_segment *s = base; /* fresh memory reads as zero */
+    s->magic = SLAB_SEG_MAGIC;
+    s->free_slabs = SEG_ALL_FREE(L);
+    s->lane = L;
+    s->node = node;
+    for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
+    if (HAK_SECURE) {
+        /* Guard pages: the last page of the header slab (after the
+         * header, before the first blocks) and the segment's last page
+         * (the last slab gives it up: slab_assign), so no overflow runs
+         * from one segment into the next or into a header. */
+        size_t ps = os_page_size;
+        os_protect((char *)base + ((size_t)1 << L->slab_shift) - ps, ps, false);
+        os_protect((char *)base + HAK_CHUNK - ps, ps, false);
+    }
+    segmap_register((uintptr_t)base, 1, L->id);
+    pthread_mutex_lock(&L->lock);
+    s->all_next = L->all;
+    if (L->all) L->all->all_prev = s;
+    L->all = s;
+    pthread_mutex_unlock(&L->lock);
+    return s;
+}
+
+static size_t reclaim_abandoned(struct slab_lane *L);
+
 /* A segment for h: from the lane's cache (one mapped on the calling
- * thread's NUMA node under HAKMEM_NUMA=1; another node's only when no
- * fresh one can be mapped), or freshly mapped. */
+ * thread's NUMA node under HAKMEM_NUMA=1), or freshly mapped; when the cap
+ * is reached or the OS refuses, another node's cached one, or a fresh one
+ * once the empty abandoned segments are unmapped. NULL when none of that
+ * gives one. A new segment starts HOT. */
 static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h) {
     int node = os_current_node();
     struct slab_segment *s = cache_take(L, node);
-    void *base;
-    if (!s && os_map_segment(0, &base) != 0) { /* small blocks: no THP advice */
-        if (node < 0 || !(s = cache_take(L, -1))) return NULL;
-    } else if (!s) {
-        stats_note_map(L->id, HAK_CHUNK);
-        s = base; /* fresh memory reads as zero */
-        s->magic = SLAB_SEG_MAGIC;
-        s->free_slabs = SEG_ALL_FREE(L);
-        s->lane = L;
-        s->node = node;
-        for (unsigned i = 0; i < SLAB_MAX_PER_SEG; i++) s->slabs[i].index = (uint8_t)i;
-        if (HAK_SECURE) {
-            /* Guard pages: the last page of the header slab (after the
-             * header, before the first blocks) and the segment's last page
-             * (the last slab gives it up: slab_assign), so no overflow runs
-             * from one segment into the next or into a header. */
-            size_t ps = os_page_size;
-            os_protect((char *)base + ((size_t)1 << L->slab_shift) - ps, ps, false);
-            os_protect((char *)base + HAK_CHUNK - ps, ps, false);
-        }
-        segmap_register((uintptr_t)base, 1, L->id);
+    if (!s) s = segment_map(L, node);
+    if (!s && node >= 0) s = cache_take(L, -1);
+    if (!s) {
         pthread_mutex_lock(&L->lock);
-        s->all_next = L->all;
-        if (L->all) L->all->all_prev = s;
-        L->all = s;
+        size_t freed = reclaim_abandoned(L);
         pthread_mutex_unlock(&L->lock);
+        if (freed) s = segment_map(L, node);
+        if (!s) return NULL;
     }
     s->heap = h;
+    tier_set(L, s, SLAB_TIER_HOT);
     seg_push(&h->segs, s);
     return s;
 }
@@ -299,13 +397,9 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     sl->freed_at = os_now_ns();
     atomic_store_release(&sl->pstate, SLAB_P_DIRTY); /* the purger may take it now */
     os_purge_schedule(sl->freed_at + os_purge_delay_ns());
-    if (s->free_slabs == 0) {
-        seg_remove(&h->segs_full, s);
-        seg_push(&h->segs, s);
-    }
-    s->free_slabs |= (uint32_t)1 << sl->index;
+    seg_set_free(L, h, s, (uint32_t)1 << sl->index, true);
     if (s->free_slabs == SEG_ALL_FREE(L)) {
-        seg_remove(&h->segs, s);
+        seg_remove(heap_seg_list(h, s), s);
         segment_retire(L, s);
     }
 }
@@ -368,6 +462,7 @@ static size_t reclaim_abandoned(struct slab_lane *L) {
             sl->freed_at = now;
             atomic_store_release(&sl->pstate, SLAB_P_DIRTY);
             s->free_slabs |= (uint32_t)1 << i;
+            tier_update(L, s, false);
         }
         if (s->free_slabs == SEG_ALL_FREE(L)) {
             seg_remove(&L->abandoned, s);
@@ -544,7 +639,7 @@ static unsigned take_slab(struct slab_segment *s) {
 /* Assigns an unassigned slab of h to class cls, adopting an abandoned
  * segment or mapping a new one when h has none; NULL when out of memory. */
 static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsigned cls) {
-    struct slab_segment *s = h->segs;
+    struct slab_segment *s = h->segs ? h->segs : h->segs_drain; /* HOT first */
     if (!s) {
         pthread_mutex_lock(&L->lock);
         struct slab_segment *a = L->abandoned;
@@ -554,17 +649,13 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
             segment_adopt(L, h, a);
             struct slab *sl = h->avail[cls].head;
             if (sl && refill(L, sl)) return sl; /* the adopted segment serves cls */
-            s = h->segs;
+            s = h->segs ? h->segs : h->segs_drain;
         }
         if (!s) s = segment_new(L, h);
         if (!s) return NULL;
     }
     unsigned i = take_slab(s);
-    s->free_slabs &= ~((uint32_t)1 << i);
-    if (s->free_slabs == 0) {
-        seg_remove(&h->segs, s);
-        seg_push(&h->segs_full, s);
-    }
+    seg_set_free(L, h, s, (uint32_t)1 << i, false);
     struct slab *sl = &s->slabs[i];
     uint32_t bs = L->class_size[cls];
     uint32_t slab_size = (uint32_t)1 << L->slab_shift;
@@ -860,8 +951,9 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
     }
     atomic_exchange_acq_rel(&h->notify, NULL);
     pthread_mutex_lock(&L->lock);
-    for (int list = 0; list < 2; list++) {
-        struct slab_segment **l = list ? &h->segs_full : &h->segs;
+    struct slab_segment **lists[] = {&h->segs, &h->segs_drain, &h->segs_full};
+    for (int list = 0; list < 3; list++) {
+        struct slab_segment **l = lists[list];
         while (*l) {
             struct slab_segment *s = *l;
             seg_remove(l, s);
@@ -880,7 +972,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
 static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_segment *a) {
     a->heap = h;
     uint32_t in_use = ~a->free_slabs & SEG_ALL_FREE(L);
-    seg_push(a->free_slabs ? &h->segs : &h->segs_full, a);
+    seg_push(heap_seg_list(h, a), a); /* its tier stays what it was */
     for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++) {
         if (!(in_use & ((uint32_t)1 << i))) continue;
         struct slab *sl = &a->slabs[i];

@@ -31,6 +31,19 @@
  * HAKMEM_POOL_SEG_CACHE) or, beyond it, is unmapped at once. malloc_trim
  * purges every unassigned slab and unmaps the whole cache.
  *
+ * Utilisation tiers: a segment in use is HOT or DRAINING (SLAB_TIER_*). A
+ * HOT segment whose share of slabs in use falls below
+ * HAKMEM_SS_TIER_DOWN_THRESHOLD percent becomes DRAINING; a DRAINING one
+ * whose share rises above HAKMEM_SS_TIER_UP_THRESHOLD is HOT again (the gap
+ * is the hysteresis). A heap takes new slabs from its HOT segments first,
+ * from DRAINING ones only when no HOT one has room, and maps a new segment
+ * only when neither has: sparse segments drain and can be released. Tiers
+ * change only where a slab is assigned or released (slow paths).
+ *
+ * Cap: a lane may cap the segments it has mapped (HAKMEM_TINY_SS_MAX_MB for
+ * tiny, cached ones included); a heap that needs a segment beyond the cap
+ * takes a cached one, reclaims abandoned ones, and otherwise fails (ENOMEM).
+ *
  * Locks (per lane): orphan_lock, then lock (abandoned segments, the
  * segment cache); the heap pool's own lock (meta.h) nests inside neither.
  * Fast paths take no lock and do no atomic read-modify-write.
@@ -66,6 +79,10 @@ enum { SLAB_P_CLEAN = 0, SLAB_P_DIRTY = 1, SLAB_P_PURGING = 2, SLAB_P_ASSIGNED =
 
 /* Where a slab is on its heap's lists. */
 enum { SLAB_ON_NONE = 0, SLAB_ON_AVAIL = 1, SLAB_ON_FULL = 2 };
+
+/* Utilisation tier of a segment (slab_segment.tier): NONE while it is empty
+ * (new, or in the lane's cache), else HOT or DRAINING (see the top). */
+enum { SLAB_TIER_NONE = 0, SLAB_TIER_HOT = 1, SLAB_TIER_DRAINING = 2 };
 
 struct slab_heap;
 struct slab_lane;
@@ -118,6 +135,8 @@ struct slab_segment {
                                         segments (under the lane's lock) */
     int32_t node;                    /* NUMA node of the thread that mapped it, -1
                                         when placement is off (HAKMEM_NUMA) */
+    uint8_t tier;                    /* SLAB_TIER_*; which heap list holds it follows
+                                        from free_slabs and tier (heap_seg_list) */
     struct slab slabs[SLAB_MAX_PER_SEG]; /* slabs[0] describes the header slab */
 };
 #define SLAB_SEG_MAGIC 0x534c4142u /* "SLAB" */
@@ -139,8 +158,9 @@ struct slab_heap {
                                                  they gather frees before reuse */
     struct slab_list full[SLAB_MAX_CLASSES];  /* slabs put aside as full (NOTIFY) */
     struct slab *_Atomic notify;        /* full slabs that got a remote free */
-    struct slab_segment *segs;          /* segments with an unassigned slab */
-    struct slab_segment *segs_full;     /* segments with none */
+    struct slab_segment *segs;          /* HOT segments with an unassigned slab */
+    struct slab_segment *segs_drain;    /* DRAINING segments with an unassigned slab */
+    struct slab_segment *segs_full;     /* segments with none (either tier) */
     uint32_t kind;                      /* SLAB_HEAP_* */
 };
 
@@ -155,6 +175,8 @@ struct slab_lane {
     uint32_t carve_bytes;               /* bytes carved per refill of a slab ... */
     uint32_t carve_min;                 /* ... but at least this many blocks */
     int cache_opt;                      /* option: empty segments kept (enum hak_opt_id) */
+    int cap_opt;                        /* option: MiB cap on the segments mapped, or 0
+                                           (HAK_OPT_MODE, never a cap) for no cap */
     bool use_cap_mid;                   /* keep the policy's cap_mid empty slabs per class */
     /* state */
     pthread_mutex_t lock;               /* abandoned, cache */
@@ -163,6 +185,8 @@ struct slab_lane {
     struct slab_segment *cache;         /* empty segments, mapped, no owner */
     struct slab_segment *all;           /* every mapped segment, for the purger */
     uint32_t cached;                    /* segments on cache */
+    uint32_t mapped;                    /* segments mapped (on all, or being mapped:
+                                           counted before the mmap, against the cap) */
     struct meta_pool heaps;             /* the lane's per-thread heap structs */
     struct slab_heap orphan;            /* for threads whose heap is gone */
 };

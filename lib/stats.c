@@ -126,6 +126,15 @@ void stats_fill(struct hak_stats *st) {
         total.purged_bytes += ls->purged_bytes;
     }
     st->lane[0] = total;
+    st->segs_hot[0] = st->segs_draining[0] = 0;
+    for (int l = 1; l < HAK_LANE_COUNT; l++) {
+        int64_t hot = atomic_load_relaxed(&stats_lanes[l].segs_tier[0]);
+        int64_t draining = atomic_load_relaxed(&stats_lanes[l].segs_tier[1]);
+        st->segs_hot[l] = hot > 0 ? (uint64_t)hot : 0; /* relaxed: never below 0 */
+        st->segs_draining[l] = draining > 0 ? (uint64_t)draining : 0;
+        st->segs_hot[0] += st->segs_hot[l];
+        st->segs_draining[0] += st->segs_draining[l];
+    }
     os_rss(&st->rss, &st->peak_rss);
     st->purges_pending = os_purge_pending();
     prof_fill(st->prof);

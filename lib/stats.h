@@ -32,6 +32,8 @@ enum hak_counter {
 struct stats_lane {
     _Atomic uint64_t c[HAK_CTR_COUNT];
     _Atomic uint64_t peak_live; /* high-water mark of alloc_bytes - free_bytes */
+    _Atomic int64_t segs_tier[2]; /* slab segments in use: [0] HOT, [1] DRAINING
+                                     (slab.c; counted in every build: slow paths) */
 };
 extern HAK_HIDDEN struct stats_lane stats_lanes[HAK_LANE_COUNT];
 

@@ -68,3 +68,201 @@ Test(tiny, stats_build_counts_other_threads_fast_paths_within_64_operations) {
     cr_assert_geq(seen + 64, 10001, "another thread's 10001 allocations seen as %llu",
                   (unsigned long long)seen);
 }
+
+/* ---- utilisation tiers (HAKMEM_SS_TIER_*_THRESHOLD, defaults 25 and 50) ----
+ * Measured in slabs in use per segment: a tiny SuperSlab has 31 slabs of
+ * 64 KiB for blocks (slab 0 holds its header), so it turns DRAINING below
+ * 7.75 slabs in use and HOT again above 15.5. The work runs in a thread of
+ * its own, whose heap starts without segments; the checks run afterwards in
+ * the test's thread (Criterion asserts from the main thread). */
+
+#define TIER_SEG ((uintptr_t)2 * MiB)
+#define TIER_SLAB ((uintptr_t)64 * KiB)
+#define TIER_MAX_BLOCKS ((size_t)6 * 32 * 1024)
+
+struct tiers_run {
+    void **v;             /* every block the thread holds */
+    size_t n;
+    uintptr_t a, d;       /* A: a full segment that is drained; D: the last one */
+    size_t full_blocks;   /* 64-byte blocks in a full segment */
+    uint64_t hot[4], drain[4]; /* tiny segments per tier: before, filled, A drained,
+                                  A refilled */
+    size_t after_drain_in_a;   /* blocks of the 3 slabs' worth after the drain that
+                                  landed in A (want 0: D is HOT and has room) */
+    size_t after_drain_elsewhere; /* ... that landed neither in A nor D (want 0) */
+    size_t refill_in_a;        /* blocks of the refill that landed in A */
+    size_t refill_elsewhere;   /* ... in neither A nor D (want 0: no new segment) */
+    bool ok;
+};
+
+static uintptr_t seg_of(const void *p) { return (uintptr_t)p & ~(TIER_SEG - 1); }
+
+static void tier_counts(struct tiers_run *r, int step) {
+    struct hak_stats st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    hak_stats_get(&st);
+    r->hot[step] = st.segs_hot[HAK_LANE_TINY];
+    r->drain[step] = st.segs_draining[HAK_LANE_TINY];
+}
+
+static void *tiers_thread(void *arg) {
+    struct tiers_run *r = arg;
+    tier_counts(r, 0);
+    /* Fill: 64-byte blocks until one lands in a fourth segment (D). */
+    uintptr_t segs[8];
+    size_t count[8] = {0}, nsegs = 0;
+    while (r->n < TIER_MAX_BLOCKS) {
+        void *p = hak_malloc(64);
+        if (!p) return NULL;
+        r->v[r->n++] = p;
+        size_t k = 0;
+        while (k < nsegs && segs[k] != seg_of(p)) k++;
+        if (k == nsegs) {
+            if (nsegs == 8) return NULL;
+            segs[nsegs++] = seg_of(p);
+        }
+        count[k]++;
+        if (nsegs == 4) break;
+    }
+    r->d = segs[3];
+    for (size_t k = 0; k < 3 && !r->a; k++)
+        if (count[k] == r->full_blocks) r->a = segs[k];
+    if (!r->a) return NULL;
+    tier_counts(r, 1);
+    /* Drain A: free its blocks except those of its first three slabs
+     * (3 of 31 in use: below 25%). */
+    size_t kept = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        void *p = r->v[i];
+        if (seg_of(p) == r->a && ((uintptr_t)p - r->a) / TIER_SLAB > 3) {
+            hak_free(p);
+            continue;
+        }
+        r->v[kept++] = p;
+    }
+    r->n = kept;
+    tier_counts(r, 2);
+    /* Three slabs' worth more: A (DRAINING, at the head of the heap's list
+     * since its slabs came back last) has room, but so has D (HOT). */
+    for (size_t i = 0; i < 3 * 1024; i++) {
+        void *p = hak_malloc(64);
+        if (!p) return NULL;
+        r->v[r->n++] = p;
+        if (seg_of(p) == r->a) r->after_drain_in_a++;
+        else if (seg_of(p) != r->d) r->after_drain_elsewhere++;
+    }
+    /* Refill until 14 more slabs of A are in use (17 of 31: above 50%):
+     * D fills up first, then A, the only segment with room, serves before
+     * any new segment is mapped. */
+    while (r->refill_in_a < 14 * 1024 && r->n < TIER_MAX_BLOCKS) {
+        void *p = hak_malloc(64);
+        if (!p) return NULL;
+        r->v[r->n++] = p;
+        if (seg_of(p) == r->a) r->refill_in_a++;
+        else if (seg_of(p) != r->d) r->refill_elsewhere++;
+    }
+    tier_counts(r, 3);
+    for (size_t i = 0; i < r->n; i++) hak_free(r->v[i]);
+    r->ok = true;
+    return NULL;
+}
+
+Test(tiny, segments_move_between_tiers_and_new_slabs_prefer_hot_segments) {
+    require_lane(&tiny);
+    struct tiers_run r = {.v = mmap_array(TIER_MAX_BLOCKS)};
+    /* the hardened build gives up the segment's last page (a guard) */
+    r.full_blocks = 31 * 1024 - (HAK_SECURE ? 4096 / 64 : 0);
+    pthread_t t;
+    pthread_create(&t, NULL, tiers_thread, &r);
+    pthread_join(t, NULL);
+    munmap_array(r.v, TIER_MAX_BLOCKS);
+    cr_assert(r.ok, "the run stopped: %zu blocks, A %#lx, D %#lx", r.n, (unsigned long)r.a,
+              (unsigned long)r.d);
+    cr_assert_geq(r.hot[1], r.hot[0] + 3, "filling 3 segments: HOT %llu -> %llu",
+                  (unsigned long long)r.hot[0], (unsigned long long)r.hot[1]);
+    cr_assert_eq(r.drain[2], r.drain[1] + 1, "draining A: DRAINING %llu -> %llu",
+                 (unsigned long long)r.drain[1], (unsigned long long)r.drain[2]);
+    cr_assert_eq(r.hot[2] + 1, r.hot[1], "draining A: HOT %llu -> %llu",
+                 (unsigned long long)r.hot[1], (unsigned long long)r.hot[2]);
+    cr_assert_eq(r.after_drain_in_a, 0,
+                 "%zu of 3072 new blocks came from the DRAINING segment while a HOT one had "
+                 "room", r.after_drain_in_a);
+    cr_assert_eq(r.after_drain_elsewhere, 0, "%zu new blocks from a third segment",
+                 r.after_drain_elsewhere);
+    cr_assert_eq(r.refill_elsewhere, 0,
+                 "%zu blocks from a new segment while the DRAINING one had room",
+                 r.refill_elsewhere);
+    cr_assert_eq(r.drain[3], r.drain[1], "refilling A: DRAINING %llu -> %llu (want %llu)",
+                 (unsigned long long)r.drain[2], (unsigned long long)r.drain[3],
+                 (unsigned long long)r.drain[1]);
+    cr_assert_eq(r.hot[3], r.hot[1], "refilling A: HOT %llu -> %llu (want %llu)",
+                 (unsigned long long)r.hot[2], (unsigned long long)r.hot[3],
+                 (unsigned long long)r.hot[1]);
+}
+
+/* ---- RSS after a burst (issue 6) ----------------------------------------
+ * A GiB of small blocks (64 B .. 1 KiB) allocated, touched and freed, then
+ * two seconds of an occasional malloc/free pair that stays on the fast path
+ * (no malloc_trim): RSS must come back to within 10% of the burst above
+ * where it started. Empty slabs are purged after HAKMEM_PURGE_DELAY_MS by
+ * the purger thread; empty SuperSlabs beyond HAKMEM_TINY_SS_CACHE are
+ * unmapped. 256 MiB where debug checks are on (-Ddebug_checks, -Dsecure:
+ * a slow free walks its slab's free list); skipped under sanitizers
+ * (shadow memory is RSS too). */
+
+#ifndef HAK_TEST_SANITIZED
+#define HAK_TEST_SANITIZED 0
+#endif
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+Test(tiny, gib_burst_freed_gives_rss_back_within_two_seconds_of_fast_path_calls,
+     .timeout = 120) {
+    require_lane(&tiny);
+    if (HAK_TEST_SANITIZED) cr_skip_test("a sanitizer build: RSS includes shadow memory");
+    size_t total = HAK_DEBUG_CHECKS ? 256 * MiB : GiB;
+    size_t max = total / 64 + 1;
+    void **v = mmap_array(max);
+    void *kept = hak_malloc(48); /* its slab stays in use: the pairs below stay fast */
+    hak_free(hak_malloc(48));
+    size_t before = rss_bytes();
+    double t0 = now_s();
+    struct rng r = rng_seed(61);
+    size_t n = 0, bytes = 0;
+    while (bytes < total) {
+        size_t s = rng_range(&r, 64, 1024);
+        v[n] = hak_malloc(s);
+        cr_assert_not_null(v[n]);
+        memset(v[n], 0x3c, s);
+        bytes += s;
+        n++;
+    }
+    size_t peak = rss_bytes();
+    double t1 = now_s();
+    for (size_t i = 0; i < n; i += 2) hak_free(v[i]);
+    for (size_t i = 1; i < n; i += 2) hak_free(v[i]);
+    double t2 = now_s(), end = t2 + 2.0;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    while (now_s() < end) {
+        hak_free(hak_malloc(48));
+        nanosleep(&ts, NULL);
+    }
+    size_t after = rss_bytes();
+    hak_free(kept);
+    munmap_array(v, max);
+    fprintf(stderr,
+            "%zu MiB in %zu blocks of 64..1024 B: RSS before %zu KiB, peak %zu KiB, 2 s after "
+            "the frees %zu KiB (%.2f%% of the burst left); %.2f s allocating, %.2f s freeing\n",
+            bytes / MiB, n, before / KiB, peak / KiB, after / KiB,
+            after > before ? 100.0 * (double)(after - before) / (double)(peak - before) : 0.0,
+            t1 - t0, t2 - t1);
+    cr_assert_geq(peak - before, total / 2, "the burst did not show in RSS");
+    cr_assert(after <= before || (after - before) * 10 <= peak - before,
+              "RSS before %zu KiB, peak %zu KiB, after %zu KiB: more than 10%% of the burst "
+              "stayed", before / KiB, peak / KiB, after / KiB);
+}

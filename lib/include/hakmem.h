@@ -125,8 +125,13 @@ struct hak_stats {
     uint64_t purges_pending;      /* purges queued but not issued yet */
     struct hak_lane_stats lane[HAK_LANE_COUNT]; /* indexed by enum hak_lane_id;
                                                    [0] holds the totals */
-    /* since 0.1 (issue 8): the profiler, all zero unless HAKMEM_PROF=1 */
+    /* the profiler, all zero unless HAKMEM_PROF=1 */
     struct hak_prof_stats prof[HAK_PROF_COUNT]; /* indexed by enum hak_prof_category */
+    /* Slab segments in use (tiny SuperSlabs, pool segments; not the cached
+     * empty ones) by utilisation tier (HAKMEM_SS_TIER_*_THRESHOLD), indexed
+     * by enum hak_lane_id, [0] the totals. */
+    uint64_t segs_hot[HAK_LANE_COUNT];
+    uint64_t segs_draining[HAK_LANE_COUNT];
 };
 
 /* Fills *st (up to st->size bytes). Returns 0, or EINVAL if st is NULL or

@@ -30,6 +30,7 @@ struct slab_lane tiny_slabs = {
     .nclasses = TINY_CLASSES,
     .class_size = tiny_class_size,
     .cache_opt = HAK_OPT_TINY_SS_CACHE,
+    .cap_opt = HAK_OPT_TINY_SS_MAX_MB,
     .carve_min = 16,
     .carve_bytes = 4096,
 };
