@@ -59,6 +59,11 @@ static const char *human(uint64_t b, char out[24]) {
     return out;
 }
 
+/* Bytes of a class's blocks allocated now (at block size). */
+static uint64_t class_live(const struct hak_class_stats *cs) {
+    return cs->allocs > cs->frees ? (cs->allocs - cs->frees) * cs->block_size : 0;
+}
+
 static void class_hits(const struct hak_class_stats *cs, uint64_t *hits, uint64_t *misses) {
     *misses = cs->refills;
     *hits = cs->allocs > cs->refills ? cs->allocs - cs->refills : 0;
@@ -155,21 +160,31 @@ static void report_text(struct out *o, const struct hak_stats *st) {
     }
     put(o, "  rss %s, peak rss %s, purges pending %llu\n", human(st->rss, h1),
         human(st->peak_rss, h2), (unsigned long long)st->purges_pending);
+    bool segs = false;
+    for (int l = 1; l < HAK_LANE_COUNT; l++) {
+        uint64_t n = st->segs_hot[l] + st->segs_draining[l] + st->segs_cached[l];
+        if (!hak_lane_enabled(l) || n == 0) continue;
+        put(o, "%s%s %llu hot, %llu draining, %llu cached", segs ? "; " : "  segments: ",
+            hak_lane_name(l), (unsigned long long)st->segs_hot[l],
+            (unsigned long long)st->segs_draining[l], (unsigned long long)st->segs_cached[l]);
+        segs = true;
+    }
+    if (segs) put(o, "\n");
     bool header = false;
     for (int l = 1; l < HAK_LANE_COUNT; l++) {
         struct hak_class_stats cs;
         for (unsigned k = 0; hak_class_stats_get(l, k, &cs) == 0; k++) {
             if (cs.allocs == 0) continue;
             if (!header) {
-                put(o, "  %-6s %8s %12s %12s %12s %10s %10s %6s\n", "lane", "class", "allocs",
-                    "frees", "hits", "misses", "remote", "slabs");
+                put(o, "  %-6s %8s %12s %12s %11s %12s %10s %10s %6s\n", "lane", "class",
+                    "allocs", "frees", "live", "hits", "misses", "remote", "slabs");
                 header = true;
             }
             uint64_t hits, misses;
             class_hits(&cs, &hits, &misses);
-            put(o, "  %-6s %8s %12llu %12llu %12llu %10llu %10llu %6lld\n", hak_lane_name(l),
-                human(cs.block_size, h1), (unsigned long long)cs.allocs,
-                (unsigned long long)cs.frees, (unsigned long long)hits,
+            put(o, "  %-6s %8s %12llu %12llu %11s %12llu %10llu %10llu %6lld\n",
+                hak_lane_name(l), human(cs.block_size, h1), (unsigned long long)cs.allocs,
+                (unsigned long long)cs.frees, human(class_live(&cs), h2), (unsigned long long)hits,
                 (unsigned long long)misses, (unsigned long long)cs.remote_frees,
                 (long long)cs.slabs);
         }
@@ -229,16 +244,20 @@ static void report_json(struct out *o, const struct hak_stats *st) {
         put(o, first ? "" : ",");
         first = false;
         json_lane(o, hak_lane_name(l), &st->lane[l]);
+        put(o, ",\"segments_hot\":%llu,\"segments_draining\":%llu,\"segments_cached\":%llu",
+            (unsigned long long)st->segs_hot[l], (unsigned long long)st->segs_draining[l],
+            (unsigned long long)st->segs_cached[l]);
         put(o, ",\"classes\":[");
         struct hak_class_stats cs;
         for (unsigned k = 0; hak_class_stats_get(l, k, &cs) == 0; k++) {
             uint64_t hits, misses;
             class_hits(&cs, &hits, &misses);
             put(o,
-                "%s{\"block_size\":%llu,\"allocs\":%llu,\"frees\":%llu,\"hits\":%llu,"
-                "\"misses\":%llu,\"remote_frees\":%llu,\"slabs\":%lld}",
+                "%s{\"block_size\":%llu,\"allocs\":%llu,\"frees\":%llu,\"live_bytes\":%llu,"
+                "\"hits\":%llu,\"misses\":%llu,\"remote_frees\":%llu,\"slabs\":%lld}",
                 k ? "," : "", (unsigned long long)cs.block_size, (unsigned long long)cs.allocs,
-                (unsigned long long)cs.frees, (unsigned long long)hits,
+                (unsigned long long)cs.frees, (unsigned long long)class_live(&cs),
+                (unsigned long long)hits,
                 (unsigned long long)misses, (unsigned long long)cs.remote_frees,
                 (long long)cs.slabs);
         }

@@ -273,6 +273,7 @@ static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
     if (L->cached < (uint64_t)hak_opt((enum hak_opt_id)L->cache_opt)) {
         seg_push(&L->cache, s); /* its slabs are purged as they come due */
         L->cached++;
+        atomic_fetch_add_explicit(&stats_lanes[L->id].segs_cached, 1, memory_order_relaxed);
     } else {
         segment_unmap(L, s);
     }
@@ -289,6 +290,7 @@ static struct slab_segment *cache_take(struct slab_lane *L, int node) {
     if (s) {
         seg_remove(&L->cache, s);
         L->cached--;
+        atomic_fetch_sub_explicit(&stats_lanes[L->id].segs_cached, 1, memory_order_relaxed);
     }
     pthread_mutex_unlock(&L->lock);
     return s;
@@ -515,6 +517,8 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
                 struct slab_segment *s = L->cache;
                 seg_remove(&L->cache, s);
                 L->cached--;
+                atomic_fetch_sub_explicit(&stats_lanes[L->id].segs_cached, 1,
+                                          memory_order_relaxed);
                 segment_unmap(L, s);
                 bytes += HAK_CHUNK;
             }

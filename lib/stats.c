@@ -126,7 +126,7 @@ void stats_fill(struct hak_stats *st) {
         total.purged_bytes += ls->purged_bytes;
     }
     st->lane[0] = total;
-    st->segs_hot[0] = st->segs_draining[0] = 0;
+    st->segs_hot[0] = st->segs_draining[0] = st->segs_cached[0] = 0;
     for (int l = 1; l < HAK_LANE_COUNT; l++) {
         int64_t hot = atomic_load_relaxed(&stats_lanes[l].segs_tier[0]);
         int64_t draining = atomic_load_relaxed(&stats_lanes[l].segs_tier[1]);
@@ -134,6 +134,9 @@ void stats_fill(struct hak_stats *st) {
         st->segs_draining[l] = draining > 0 ? (uint64_t)draining : 0;
         st->segs_hot[0] += st->segs_hot[l];
         st->segs_draining[0] += st->segs_draining[l];
+        int64_t cached = atomic_load_relaxed(&stats_lanes[l].segs_cached);
+        st->segs_cached[l] = cached > 0 ? (uint64_t)cached : 0;
+        st->segs_cached[0] += st->segs_cached[l];
     }
     os_rss(&st->rss, &st->peak_rss);
     st->purges_pending = os_purge_pending();

@@ -34,6 +34,7 @@ struct stats_lane {
     _Atomic uint64_t peak_live; /* high-water mark of alloc_bytes - free_bytes */
     _Atomic int64_t segs_tier[2]; /* slab segments in use: [0] HOT, [1] DRAINING
                                      (slab.c; counted in every build: slow paths) */
+    _Atomic int64_t segs_cached;  /* empty slab segments in the lane's cache (slab.c) */
 };
 extern HAK_HIDDEN struct stats_lane stats_lanes[HAK_LANE_COUNT];
 

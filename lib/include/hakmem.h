@@ -132,6 +132,9 @@ struct hak_stats {
      * by enum hak_lane_id, [0] the totals. */
     uint64_t segs_hot[HAK_LANE_COUNT];
     uint64_t segs_draining[HAK_LANE_COUNT];
+    /* Empty slab segments kept mapped in each lane's cache
+     * (HAKMEM_TINY_SS_CACHE, HAKMEM_POOL_SEG_CACHE), [0] the totals. */
+    uint64_t segs_cached[HAK_LANE_COUNT];
 };
 
 /* Fills *st (up to st->size bytes). Returns 0, or EINVAL if st is NULL or

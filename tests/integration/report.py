@@ -42,6 +42,10 @@ def main():
                 sys.exit(f"hits + misses != allocs: {cls}")
             if lanes["tiny"]["live_bytes"] < 1000 * 112:
                 sys.exit(f"tiny live bytes {lanes['tiny']['live_bytes']} < 112000")
+            if cls[0]["live_bytes"] < 1000 * 112:
+                sys.exit(f"class 112's live bytes: {cls}")
+            if lanes["tiny"]["segments_hot"] + lanes["tiny"]["segments_draining"] < 1:
+                sys.exit(f"tiny segments in use: {lanes['tiny']}")
         elif lanes["huge"]["allocs"] < 1000:  # the huge lane serves them as pages
             sys.exit(f"huge allocs {lanes['huge']['allocs']} < 1000")
         if last["total"]["live_bytes"] < 100000:
@@ -58,6 +62,8 @@ def main():
             sys.exit(f"text report: {err}")
         if "tiny" in lanes and "hits" not in err:  # per-class rows: lanes with classes
             sys.exit(f"text report without per-class rows: {err}")
+        if "tiny" in lanes and "segments: tiny 1 hot" not in err:
+            sys.exit(f"text report without the segments line: {err}")
         # the learner and the call sites (issue 10): research mode turns the
         # learner, the report and the verbose log on; every malloc sampled
         path2 = os.path.join(tmp, "research.json")
