@@ -9,6 +9,8 @@
 
 #include <criterion/criterion.h>
 
+#include "hak_config.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -330,6 +332,72 @@ static inline void check_burst_returns_memory(const struct lane_desc *d, size_t 
     cr_assert(after <= before || (after - before) * 10 <= peak - before,
               "rss before %zu KiB, peak %zu KiB, after %zu KiB", before >> 10, peak >> 10,
               after >> 10);
+}
+
+/* A GiB of blocks of lo..hi bytes allocated, touched and freed, then two
+ * seconds of an occasional malloc/free pair that stays on the fast path
+ * (no malloc_trim): RSS must come back to within 10% of the burst above
+ * where it started. Empty slabs are purged after HAKMEM_PURGE_DELAY_MS by
+ * the purger thread; empty segments beyond the lane's cache are unmapped.
+ * 256 MiB where debug checks are on (-Ddebug_checks, -Dsecure: a slow free
+ * walks its slab's free list); skipped under sanitizers (shadow memory is
+ * RSS too). */
+#ifndef HAK_TEST_SANITIZED
+#define HAK_TEST_SANITIZED 0
+#endif
+
+static inline double lane_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static inline void check_gib_burst_returns_memory(const struct lane_desc *d, size_t lo,
+                                                  size_t hi) {
+    require_lane(d);
+    if (HAK_TEST_SANITIZED) cr_skip_test("a sanitizer build: RSS includes shadow memory");
+    size_t total = HAK_DEBUG_CHECKS ? 256 * MiB : GiB;
+    size_t max = total / lo + 1;
+    void **v = mmap_array(max);
+    size_t small = lo; /* the pairs after the burst: a slab of their class stays in use */
+    void *kept = hak_malloc(small);
+    hak_free(hak_malloc(small));
+    size_t before = rss_bytes();
+    double t0 = lane_now_s();
+    struct rng r = rng_seed(61);
+    size_t n = 0, bytes = 0;
+    while (bytes < total) {
+        size_t s = rng_range(&r, lo, hi);
+        v[n] = hak_malloc(s);
+        cr_assert_not_null(v[n]);
+        memset(v[n], 0x3c, s);
+        bytes += s;
+        n++;
+    }
+    size_t peak = rss_bytes();
+    double t1 = lane_now_s();
+    for (size_t i = 0; i < n; i += 2) hak_free(v[i]);
+    for (size_t i = 1; i < n; i += 2) hak_free(v[i]);
+    double t2 = lane_now_s(), end = t2 + 2.0;
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    while (lane_now_s() < end) {
+        hak_free(hak_malloc(small));
+        nanosleep(&ts, NULL);
+    }
+    size_t after = rss_bytes();
+    hak_free(kept);
+    munmap_array(v, max);
+    fprintf(stderr,
+            "%zu MiB in %zu blocks of %zu..%zu B: RSS before %zu KiB, peak %zu KiB, 2 s after "
+            "the frees %zu KiB (%.2f%% of the burst left); %.2f s allocating, %.2f s freeing\n",
+            bytes / MiB, n, lo, hi, before / KiB, peak / KiB, after / KiB,
+            after > before ? 100.0 * (double)(after - before) / (double)(peak - before) : 0.0,
+            t1 - t0, t2 - t1);
+    cr_assert_geq(peak - before, total / 2, "the burst did not show in RSS");
+    cr_assert(after <= before || (after - before) * 10 <= peak - before,
+              "RSS before %zu KiB, peak %zu KiB, after %zu KiB: more than 10%% of the burst "
+              "stayed",
+              before / KiB, peak / KiB, after / KiB);
 }
 
 struct burst {

@@ -21,6 +21,11 @@ Test(pool, page_aligned_requests_are_served_by_page_multiple_classes) {
     }
 }
 
+Test(pool, gib_burst_freed_gives_rss_back_within_two_seconds_of_fast_path_calls,
+     .timeout = 120) {
+    check_gib_burst_returns_memory(&pool, HAK_TINY_MAX + 1, HAK_POOL_MAX);
+}
+
 Test(pool, filling_slabs_takes_slabs_and_draining_returns_them) {
     check_fill_and_drain(&pool, 2048);
     check_fill_and_drain(&pool, 30000);
