@@ -829,6 +829,15 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
         slist_append(&h->avail[sl->cls], sl);
         sl->where = SLAB_ON_AVAIL;
         sl->fast_floor = 1;
+        /* The current slab has no free block left: this one becomes
+         * current, so that the next mallocs of the class pop the blocks
+         * just freed on the fast path instead of searching the avail list
+         * for them (a working set of full slabs replacing blocks at random
+         * otherwise pays a slow malloc per slow free). */
+        struct slab *cur = h->cur[sl->cls];
+        if (cur == &sentinel_slab ||
+            (cur->free == NULL && atomic_load_relaxed(&cur->carved) >= cur->capacity))
+            set_cur(h, sl->cls, sl);
     }
     if (sl->used == 0 && h->cur[sl->cls] != sl &&
         (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL &&
