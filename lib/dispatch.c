@@ -735,13 +735,34 @@ HAK_EXPORT int malloc_info(int options, FILE *fp) {
         const struct hak_lane_stats *s = &st.lane[l];
         fprintf(fp,
                 "<lane name=\"%s\"><allocs>%llu</allocs><frees>%llu</frees>"
-                "<live>%llu</live><peak>%llu</peak><mapped>%llu</mapped></lane>\n",
+                "<live>%llu</live><peak>%llu</peak><mapped>%llu</mapped><maps>%llu</maps>"
+                "<unmaps>%llu</unmaps><purges>%llu</purges><purged>%llu</purged>"
+                "<segments hot=\"%llu\" draining=\"%llu\" cached=\"%llu\"/>\n",
                 hak_lane_name(l), (unsigned long long)s->allocs, (unsigned long long)s->frees,
                 (unsigned long long)s->live_bytes, (unsigned long long)s->peak_bytes,
-                (unsigned long long)s->os_mapped);
+                (unsigned long long)s->os_mapped, (unsigned long long)s->os_maps,
+                (unsigned long long)s->os_unmaps, (unsigned long long)s->purges,
+                (unsigned long long)s->purged_bytes, (unsigned long long)st.segs_hot[l],
+                (unsigned long long)st.segs_draining[l], (unsigned long long)st.segs_cached[l]);
+        struct hak_class_stats cs;
+        for (unsigned k = 0; hak_class_stats_get(l, k, &cs) == 0; k++) {
+            if (cs.allocs == 0) continue;
+            uint64_t live = cs.allocs > cs.frees ? (cs.allocs - cs.frees) * cs.block_size : 0;
+            fprintf(fp,
+                    "<class size=\"%llu\" allocs=\"%llu\" frees=\"%llu\" live=\"%llu\" "
+                    "refills=\"%llu\" remote_frees=\"%llu\" slabs=\"%lld\"/>\n",
+                    (unsigned long long)cs.block_size, (unsigned long long)cs.allocs,
+                    (unsigned long long)cs.frees, (unsigned long long)live,
+                    (unsigned long long)cs.refills, (unsigned long long)cs.remote_frees,
+                    (long long)cs.slabs);
+        }
+        fprintf(fp, "</lane>\n");
     }
-    fprintf(fp, "<total type=\"mmap\" size=\"%llu\"/>\n<system type=\"current\" size=\"%llu\"/>\n",
-            (unsigned long long)st.lane[0].os_mapped, (unsigned long long)st.rss);
+    fprintf(fp,
+            "<total type=\"mmap\" size=\"%llu\"/>\n<system type=\"current\" size=\"%llu\"/>\n"
+            "<system type=\"max\" size=\"%llu\"/>\n",
+            (unsigned long long)st.lane[0].os_mapped, (unsigned long long)st.rss,
+            (unsigned long long)st.peak_rss);
     fprintf(fp, "</malloc>\n");
     return 0;
 }
