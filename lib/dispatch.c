@@ -606,6 +606,10 @@ HAK_EXPORT int hak_class_stats_get(int lane, unsigned cls, struct hak_class_stat
     out->refills = atomic_load_relaxed(&sc->c[HAK_CCTR_refills]);
     out->remote_frees = atomic_load_relaxed(&sc->c[HAK_CCTR_remote_frees]);
     out->slabs = atomic_load_relaxed(&sc->slabs);
+    uint64_t live = out->allocs > out->frees ? out->allocs - out->frees : 0;
+    uint64_t peak = atomic_load_relaxed(&sc->peak_live);
+    out->live_bytes = live * out->block_size;
+    out->peak_bytes = (peak > live ? peak : live) * out->block_size;
     return 0;
 }
 
@@ -747,12 +751,12 @@ HAK_EXPORT int malloc_info(int options, FILE *fp) {
         struct hak_class_stats cs;
         for (unsigned k = 0; hak_class_stats_get(l, k, &cs) == 0; k++) {
             if (cs.allocs == 0) continue;
-            uint64_t live = cs.allocs > cs.frees ? (cs.allocs - cs.frees) * cs.block_size : 0;
             fprintf(fp,
                     "<class size=\"%llu\" allocs=\"%llu\" frees=\"%llu\" live=\"%llu\" "
-                    "refills=\"%llu\" remote_frees=\"%llu\" slabs=\"%lld\"/>\n",
+                    "peak=\"%llu\" refills=\"%llu\" remote_frees=\"%llu\" slabs=\"%lld\"/>\n",
                     (unsigned long long)cs.block_size, (unsigned long long)cs.allocs,
-                    (unsigned long long)cs.frees, (unsigned long long)live,
+                    (unsigned long long)cs.frees, (unsigned long long)cs.live_bytes,
+                    (unsigned long long)cs.peak_bytes,
                     (unsigned long long)cs.refills, (unsigned long long)cs.remote_frees,
                     (long long)cs.slabs);
         }

@@ -59,11 +59,6 @@ static const char *human(uint64_t b, char out[24]) {
     return out;
 }
 
-/* Bytes of a class's blocks allocated now (at block size). */
-static uint64_t class_live(const struct hak_class_stats *cs) {
-    return cs->allocs > cs->frees ? (cs->allocs - cs->frees) * cs->block_size : 0;
-}
-
 static void class_hits(const struct hak_class_stats *cs, uint64_t *hits, uint64_t *misses) {
     *misses = cs->refills;
     *hits = cs->allocs > cs->refills ? cs->allocs - cs->refills : 0;
@@ -176,17 +171,17 @@ static void report_text(struct out *o, const struct hak_stats *st) {
         for (unsigned k = 0; hak_class_stats_get(l, k, &cs) == 0; k++) {
             if (cs.allocs == 0) continue;
             if (!header) {
-                put(o, "  %-6s %8s %12s %12s %11s %12s %10s %10s %6s\n", "lane", "class",
-                    "allocs", "frees", "live", "hits", "misses", "remote", "slabs");
+                put(o, "  %-6s %8s %12s %12s %11s %11s %12s %10s %10s %6s\n", "lane", "class",
+                    "allocs", "frees", "live", "peak", "hits", "misses", "remote", "slabs");
                 header = true;
             }
             uint64_t hits, misses;
             class_hits(&cs, &hits, &misses);
-            put(o, "  %-6s %8s %12llu %12llu %11s %12llu %10llu %10llu %6lld\n",
+            put(o, "  %-6s %8s %12llu %12llu %11s %11s %12llu %10llu %10llu %6lld\n",
                 hak_lane_name(l), human(cs.block_size, h1), (unsigned long long)cs.allocs,
-                (unsigned long long)cs.frees, human(class_live(&cs), h2), (unsigned long long)hits,
-                (unsigned long long)misses, (unsigned long long)cs.remote_frees,
-                (long long)cs.slabs);
+                (unsigned long long)cs.frees, human(cs.live_bytes, h2), human(cs.peak_bytes, h3),
+                (unsigned long long)hits, (unsigned long long)misses,
+                (unsigned long long)cs.remote_frees, (long long)cs.slabs);
         }
     }
     bool any = false;
@@ -254,10 +249,11 @@ static void report_json(struct out *o, const struct hak_stats *st) {
             class_hits(&cs, &hits, &misses);
             put(o,
                 "%s{\"block_size\":%llu,\"allocs\":%llu,\"frees\":%llu,\"live_bytes\":%llu,"
-                "\"hits\":%llu,\"misses\":%llu,\"remote_frees\":%llu,\"slabs\":%lld}",
+                "\"peak_bytes\":%llu,\"hits\":%llu,\"misses\":%llu,\"remote_frees\":%llu,"
+                "\"slabs\":%lld}",
                 k ? "," : "", (unsigned long long)cs.block_size, (unsigned long long)cs.allocs,
-                (unsigned long long)cs.frees, (unsigned long long)class_live(&cs),
-                (unsigned long long)hits,
+                (unsigned long long)cs.frees, (unsigned long long)cs.live_bytes,
+                (unsigned long long)cs.peak_bytes, (unsigned long long)hits,
                 (unsigned long long)misses, (unsigned long long)cs.remote_frees,
                 (long long)cs.slabs);
         }

@@ -55,6 +55,17 @@ void stats_note_purge(int lane, uint64_t bytes) {
 
 struct stats_class stats_classes[HAK_LANE_COUNT][STATS_MAX_CLASSES];
 
+/* Raises class k's peak to its live blocks now. */
+static void raise_class_peak(struct stats_class *c) {
+    uint64_t live = atomic_load_relaxed(&c->c[HAK_CCTR_allocs]) -
+                    atomic_load_relaxed(&c->c[HAK_CCTR_frees]);
+    uint64_t peak = atomic_load_relaxed(&c->peak_live);
+    while (live > peak && live < ((uint64_t)1 << 62) &&
+           !atomic_compare_exchange_weak_explicit(&c->peak_live, &peak, live,
+                                                  memory_order_relaxed, memory_order_relaxed)) {
+    }
+}
+
 void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_size,
                        unsigned nclasses) {
     if (HAK_BENCH_MINIMAL) return;
@@ -67,6 +78,7 @@ void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_si
             atomic_fetch_add_relaxed(&stats_classes[lane][k].c[i], n);
             b->cls[i][k] = 0;
             if (i == HAK_CCTR_allocs) {
+                raise_class_peak(&stats_classes[lane][k]);
                 allocs += n;
                 abytes += n * class_size[k];
             } else if (i == HAK_CCTR_frees) {
@@ -89,6 +101,7 @@ void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_si
 void stats_batch_flush_one(int lane, enum hak_class_counter k, unsigned cls, uint64_t bytes) {
     if (HAK_BENCH_MINIMAL) return;
     atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[k], 1);
+    if (k == HAK_CCTR_allocs) raise_class_peak(&stats_classes[lane][cls]);
     if (k == HAK_CCTR_allocs) stats_note_alloc(lane, bytes);
     if (k == HAK_CCTR_frees) stats_note_free(lane, bytes);
 }

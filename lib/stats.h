@@ -68,6 +68,8 @@ enum hak_class_counter {
 struct stats_class {
     _Atomic uint64_t c[HAK_CCTR_COUNT];
     _Atomic int64_t slabs; /* slabs (or runs) of the class in use */
+    _Atomic uint64_t peak_live; /* high-water mark of allocs - frees, in blocks, as
+                                   seen at the flushes of per-thread batches */
 };
 extern HAK_HIDDEN struct stats_class stats_classes[HAK_LANE_COUNT][STATS_MAX_CLASSES];
 

@@ -207,3 +207,27 @@ Test(tiny, gib_burst_freed_gives_rss_back_within_two_seconds_of_fast_path_calls,
      .timeout = 120) {
     check_gib_burst_returns_memory(&tiny, 64, 1024);
 }
+
+/* ---- per-class live and peak bytes ------------------------------------- */
+
+Test(tiny, class_counters_give_live_and_peak_bytes) {
+    require_lane(&tiny);
+    if (HAK_BENCH_MINIMAL) cr_skip_test("-Dbench_minimal: no counters");
+    enum { N = 100000 };
+    static void *v[N];
+    unsigned cls = 0;
+    struct hak_class_stats cs;
+    while (hak_class_stats_get(HAK_LANE_TINY, cls, &cs) == 0 && cs.block_size != 112) cls++;
+    cr_assert_eq(cs.block_size, 112, "no 112-byte class");
+    uint64_t live0 = cs.live_bytes;
+    for (int i = 0; i < N; i++) cr_assert_not_null(v[i] = hak_malloc(112));
+    cr_assert_eq(hak_class_stats_get(HAK_LANE_TINY, cls, &cs), 0);
+    cr_assert_geq(cs.live_bytes, live0 + (uint64_t)N * 112, "live %llu with %d blocks out",
+                  (unsigned long long)cs.live_bytes, N);
+    for (int i = 0; i < N; i++) hak_free(v[i]);
+    cr_assert_eq(hak_class_stats_get(HAK_LANE_TINY, cls, &cs), 0);
+    cr_assert_leq(cs.live_bytes, live0, "live %llu after the frees (%llu before)",
+                  (unsigned long long)cs.live_bytes, (unsigned long long)live0);
+    cr_assert_geq(cs.peak_bytes, live0 + (uint64_t)N * 112, "peak %llu",
+                  (unsigned long long)cs.peak_bytes);
+}

@@ -148,6 +148,9 @@ struct hak_class_stats {
     uint64_t refills;      /* allocations that took the slow path */
     uint64_t remote_frees; /* frees by a thread other than the block's owner */
     int64_t slabs;         /* slabs of the class in use */
+    uint64_t live_bytes;   /* (allocs - frees) blocks, at block size */
+    uint64_t peak_bytes;   /* high-water mark of live_bytes (as of the flushes of the
+                              threads' counters: a lower bound) */
 };
 
 /* Fills *out for class cls (0, 1, ...) of lane. Returns 0, or ENOENT when

@@ -42,8 +42,8 @@ def main():
                 sys.exit(f"hits + misses != allocs: {cls}")
             if lanes["tiny"]["live_bytes"] < 1000 * 112:
                 sys.exit(f"tiny live bytes {lanes['tiny']['live_bytes']} < 112000")
-            if cls[0]["live_bytes"] < 1000 * 112:
-                sys.exit(f"class 112's live bytes: {cls}")
+            if cls[0]["live_bytes"] < 1000 * 112 or cls[0]["peak_bytes"] < cls[0]["live_bytes"]:
+                sys.exit(f"class 112's live and peak bytes: {cls}")
             if lanes["tiny"]["segments_hot"] + lanes["tiny"]["segments_draining"] < 1:
                 sys.exit(f"tiny segments in use: {lanes['tiny']}")
         elif lanes["huge"]["allocs"] < 1000:  # the huge lane serves them as pages
