@@ -72,13 +72,13 @@ void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_si
     struct stats_lane *s = &stats_lanes[lane];
     uint64_t allocs = 0, frees = 0, abytes = 0, fbytes = 0;
     for (unsigned k = 0; k < nclasses; k++) {
+        bool allocated = b->cls[HAK_CCTR_allocs][k] != 0;
         for (int i = 0; i < HAK_CCTR_COUNT; i++) {
             uint64_t n = b->cls[i][k];
             if (!n) continue;
             atomic_fetch_add_relaxed(&stats_classes[lane][k].c[i], n);
             b->cls[i][k] = 0;
             if (i == HAK_CCTR_allocs) {
-                raise_class_peak(&stats_classes[lane][k]);
                 allocs += n;
                 abytes += n * class_size[k];
             } else if (i == HAK_CCTR_frees) {
@@ -86,6 +86,9 @@ void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_si
                 fbytes += n * class_size[k];
             }
         }
+        /* after the batch's frees too: the blocks it allocated and freed
+         * again were never live at once */
+        if (allocated) raise_class_peak(&stats_classes[lane][k]);
     }
     if (allocs) {
         atomic_fetch_add_relaxed(&s->c[HAK_CTR_allocs], allocs);
