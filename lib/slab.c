@@ -687,10 +687,12 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
  * the fast path (onto its free list; it stays on the full list) until an
  * eighth of its blocks are free, and the free after that moves it to the
  * avail list. Moving it at the first free made a working set of nearly
- * full slabs pay a slow free and a slow malloc per block replaced. */
+ * full slabs pay a slow free and a slow malloc per block replaced. A slab
+ * of fewer than 16 blocks moves at its first free: a block hidden on the
+ * full list is an eighth of it or more, memory no malloc can reach. */
 static uint32_t full_floor(const struct slab *sl) {
     uint32_t n = sl->capacity / sl->block_size;
-    return n - (n / 8 > 0 ? n / 8 : 1);
+    return n < 16 ? n : n - n / 8;
 }
 
 /* Makes sl (a slab of h's avail list, or the sentinel) the current slab of
