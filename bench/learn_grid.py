@@ -163,18 +163,28 @@ def main(argv: list[str]) -> int:
     problems: list[str] = []
     runs = bl.run_suite([bench], allocs, rounds, mode, None, args.timeout, out_dir, problems)
 
+    # CPU seconds (user + system, every thread of the process, the learner's
+    # included): on a shared machine less noisy than the wall time
+    bl.METRICS["cpu"] = ("cpu", "CPU seconds (user + system)", False)
+    for r in runs:
+        r.cpu = r.utime + r.stime
+    cpu_c = bl.summarize(runs, "cpu")
     time_c = bl.summarize(runs, "time")
     rss_c = bl.summarize(runs, "rss")
     base_t = time_c.get((bench.name, "default"), bl.Cell())
     base_r = rss_c.get((bench.name, "default"), bl.Cell())
+    base_c = cpu_c.get((bench.name, "default"), bl.Cell())
     rows, product = [], {}
     for a in allocs:
         ct = time_c.get((bench.name, a.name), bl.Cell())
         cr = rss_c.get((bench.name, a.name), bl.Cell())
-        tr, rr = bl.ratio(ct, base_t), bl.ratio(cr, base_r)
+        cc = cpu_c.get((bench.name, a.name), bl.Cell())
+        tr, rr = bl.ratio(cc, base_c), bl.ratio(cr, base_r)
         prod = tr[0] * rr[0] if tr and rr else float("nan")
         product[a.name] = prod
-        rows.append([a.name, a.detail, bl.ratio_cell("time", ct, base_t),
+        cpu_text = (f"{cc.stat.median:.3f} s · " if cc.stat else "") + \
+            bl.ratio_cell("cpu", cc, base_c, show_value=False)
+        rows.append([a.name, a.detail, bl.ratio_cell("time", ct, base_t), cpu_text,
                      bl.ratio_cell("rss", cr, base_r),
                      "-" if prod != prod else f"×{prod:.2f}"])
     fixed = [a.name for a in allocs if a.name.startswith("cap")]
@@ -194,12 +204,15 @@ def main(argv: list[str]) -> int:
          f"Library: {lib} (and {libn}, -Dlearn=false); "
          f"{rounds} run(s) per configuration, interleaved"])
     lines += ["", "Each cell: the median, then ×(median / the default's median) and "
-              "(best–worst run / the default's median). time × RSS: the product of the "
-              "two median ratios (lower is better).", "",
-              bl.md_table(["configuration", "settings", "wall time", "peak RSS",
-                           "time × RSS"], rows), "",
-              f"Best fixed policy by time: {best(lambda n: median(time_c, n))}; by peak RSS: "
-              f"{best(lambda n: median(rss_c, n))}; by time × RSS: "
+              "(best–worst run / the default's median). CPU time: user + system seconds of "
+              "the whole process (the learner's thread included), less noisy than the wall "
+              "time on a shared machine. CPU × RSS: the product of the two median ratios "
+              "(lower is better).", "",
+              bl.md_table(["configuration", "settings", "wall time", "CPU time", "peak RSS",
+                           "CPU × RSS"], rows), "",
+              f"Best fixed policy by wall time: {best(lambda n: median(time_c, n))}; by CPU "
+              f"time: {best(lambda n: median(cpu_c, n))}; by peak RSS: "
+              f"{best(lambda n: median(rss_c, n))}; by CPU × RSS: "
               f"{best(lambda n: product[n])}."]
     if not args.no_log and not args.quick:
         lines += policy_log(allocs[-2], bench.argv(mode, None), args.timeout)

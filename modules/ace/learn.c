@@ -676,7 +676,9 @@ static void *learner_main(void *arg) {
         if (changed) log_incumbent(&incumbent);
         if (before != state) {
             static const char *const names[] = {"off", "LEARN", "FROZEN", "CANARY"};
-            hak_verbose("learn: %s -> %s (signature L1 %.2f)", names[before], names[state], l1);
+            /* not rate-limited: a few a second at most */
+            if (!HAK_BENCH_MINIMAL && hak_verbose_on)
+                hak_log("learn: %s -> %s (signature L1 %.2f)", names[before], names[state], l1);
         }
         atomic_store_relaxed(&learn_sampling, state != HAK_LEARN_FROZEN);
     }
