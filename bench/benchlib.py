@@ -164,6 +164,13 @@ REGISTRY: tuple[Bench, ...] = (
           "frames of 64-512 KiB buffers, two alternating working sets above the default "
           "ACE caps (the learner's benchmark: HAKMEM_LEARN=0 vs 1)",
           small=("--frames", "200", "--think", "0")),
+    Bench("learn_phases", "learn_phases",
+          ("--frames-a", "50000", "--frames-b", "40000", "--frames-c", "15000"),
+          ("--frames-a", "600", "--frames-b", "300", "--frames-c", "150"), False,
+          "three phases in one run: 40-48 KiB, then 288-312 KiB, then 33 KiB-1 MiB "
+          "buffers, each suiting another ACE policy (bench/learn_grid.py runs it 4x longer)",
+          small=("--frames-a", "2000", "--frames-b", "1000", "--frames-c", "500",
+                 "--think", "0")),
 )
 
 BENCH_BY_NAME = {b.name: b for b in REGISTRY}

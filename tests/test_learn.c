@@ -363,6 +363,37 @@ Test(learn_core, lifecycle_learn_frozen_canary_and_back_on_a_shift) {
     cr_expect_geq(after, 0.9, "hit rate %.3f after", after);
 }
 
+Test(learn_core, a_shift_while_frozen_relearns_at_once_not_at_the_periodic_canary) {
+    struct run r;
+    struct hak_policy pol;
+    start_run(&r, (uint64_t)256 << 20, &pol);
+    struct workload w = big_working_sets();
+    run_windows(&r, &w, 3000, &pol);
+    /* at the start of a FROZEN period */
+    for (unsigned n = 0; n < 1000 && !(r.c.state == HAK_LEARN_FROZEN && r.c.frozen_windows == 0);
+         n++)
+        run_windows(&r, &w, 1, &pol);
+    cr_assert_eq(r.c.state, HAK_LEARN_FROZEN);
+    /* a FROZEN window of the same sizes changes nothing */
+    run_windows(&r, &w, 1, &pol);
+    cr_assert_eq(r.c.state, HAK_LEARN_FROZEN);
+    cr_assert_eq(r.c.frozen_windows, 1);
+    /* the program turns to 40 KiB blocks: the first FROZEN window that sees
+     * them goes to CANARY, whose window confirms: LEARN two windows later,
+     * where the periodic check alone would wait canary_every windows */
+    struct workload shifted;
+    memset(&shifted, 0, sizeof shifted);
+    shifted.ws[0] = 40;
+    shifted.per_window[0] = 6000;
+    run_windows(&r, &shifted, 1, &pol);
+    cr_assert_eq(r.c.state, HAK_LEARN_CANARY);
+    cr_assert_gt(r.c.last_l1, r.c.cfg.shift_l1);
+    run_windows(&r, &shifted, 1, &pol);
+    cr_assert_eq(r.c.state, HAK_LEARN_LEARN);
+    cr_assert_eq(r.c.relearns, 1);
+    cr_assert_gt(r.c.cfg.canary_every, 2);
+}
+
 Test(learn_moves, every_move_stays_within_the_policy_ranges) {
     struct hak_policy p = start_policy();
     for (int round = 0; round < 20; round++)

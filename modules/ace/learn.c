@@ -397,6 +397,20 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
             c->recent[i] = c->recent[i] * 0.75 + (double)o->sig[i];
 
     if (c->state == HAK_LEARN_FROZEN) {
+        /* the counters run while FROZEN (no sampling: the lanes flush them
+         * in batches), so a shift of the sizes shows at once: CANARY now,
+         * whose own window confirms it, rather than at the next periodic
+         * check (canary_every FROZEN windows, seconds at run time) */
+        if (!idle) {
+            double now[LEARN_SIG_BINS];
+            sig_of(o, now);
+            c->last_l1 = learn_l1(now, c->frozen_sig, LEARN_SIG_BINS);
+            if (c->last_l1 > c->cfg.shift_l1) {
+                c->frozen_windows = 0;
+                c->state = HAK_LEARN_CANARY;
+                return false;
+            }
+        }
         if (++c->frozen_windows >= c->cfg.canary_every) {
             c->frozen_windows = 0;
             c->state = HAK_LEARN_CANARY;
@@ -609,6 +623,7 @@ static void drain_latencies(void) {
 
 static void log_changes(const struct hak_policy *old, const struct hak_policy *pol,
                         const char *why);
+static void log_incumbent(const struct hak_policy *p);
 
 static void *learner_main(void *arg) {
     (void)arg;
@@ -646,17 +661,24 @@ static void *learner_main(void *arg) {
         pthread_mutex_lock(&learn_lock);
         drain_latencies();
         int before = core.state;
+        uint64_t adoptions = core.adoptions;
+        struct hak_policy was = core.incumbent;
         bool publish = learn_core_window(&core, &o, &pol, why, sizeof why);
         state = core.state;
+        struct hak_policy incumbent = core.incumbent;
+        bool changed = core.adoptions != adoptions || memcmp(&was, &incumbent, sizeof was) != 0;
         double l1 = core.last_l1;
         pthread_mutex_unlock(&learn_lock);
         if (publish) {
             log_changes(policy_current(), &pol, why);
             policy_publish(&pol);
         }
+        if (changed) log_incumbent(&incumbent);
         if (before != state) {
             static const char *const names[] = {"off", "LEARN", "FROZEN", "CANARY"};
-            hak_verbose("learn: %s -> %s (signature L1 %.2f)", names[before], names[state], l1);
+            /* not rate-limited: a few a second at most */
+            if (!HAK_BENCH_MINIMAL && hak_verbose_on)
+                hak_log("learn: %s -> %s (signature L1 %.2f)", names[before], names[state], l1);
         }
         atomic_store_relaxed(&learn_sampling, state != HAK_LEARN_FROZEN);
     }
@@ -694,6 +716,20 @@ static void log_changes(const struct hak_policy *old, const struct hak_policy *p
     if (old->bigcache_mb != pol->bigcache_mb)
         hak_log_event("learn: bigcache %u -> %u MiB: %s", old->bigcache_mb, pol->bigcache_mb,
                       why);
+}
+
+/* HAKMEM_VERBOSE: the whole incumbent after it changed (one line, for
+ * bench/learn_grid.py; not rate-limited: adoptions are few): every ACE
+ * class's cap, W_MAX, the pool's cap, batch, BigCache. */
+static void log_incumbent(const struct hak_policy *p) {
+    if (HAK_BENCH_MINIMAL || !hak_verbose_on) return;
+    char caps[4 * LEARN_LARGE_CLASSES + 1];
+    size_t n = 0;
+    for (unsigned k = 0; k < LEARN_LARGE_CLASSES && n < sizeof caps; k++)
+        n += (size_t)snprintf(caps + n, sizeof caps - n, k ? ",%u" : "%u", p->cap_large[k]);
+    hak_log("learn: incumbent: cap_large %s, wmax_large %u%%, cap_mid %u, batch %u, "
+                  "bigcache %u MiB",
+                  caps, p->wmax_large_pct, p->cap_mid[0], p->refill_batch, p->bigcache_mb);
 }
 
 static HAK_NOINLINE HAK_COLD void learner_start(void) {
