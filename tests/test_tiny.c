@@ -110,7 +110,7 @@ static void *tiers_thread(void *arg) {
     struct tiers_run *r = arg;
     tier_counts(r, 0);
     /* Fill: 64-byte blocks until one lands in a fourth segment (D). */
-    uintptr_t segs[8];
+    uintptr_t segs[8] = {0};
     size_t count[8] = {0}, nsegs = 0;
     while (r->n < TIER_MAX_BLOCKS) {
         void *p = hak_malloc(64);
