@@ -290,6 +290,14 @@ static void *purger_main(void *arg) {
         uint64_t due = atomic_load_relaxed(&purge_next_due);
         if (due == UINT64_MAX) {
             if (now - idle_since >= PURGER_IDLE_NS) {
+                /* One more walk first: a lane may keep memory whose owner
+                 * scheduled nothing because it raced with the reset of the
+                 * last run (huge.c's slots); by now its stores are seen. */
+                purge_run(false);
+                if (atomic_load_relaxed(&purge_next_due) != UINT64_MAX) {
+                    idle_since = now;
+                    continue;
+                }
                 atomic_store_explicit(&purger_state, 0, memory_order_seq_cst);
                 /* A purge scheduled just before the store above saw this
                  * purger still running and started none: look again. */
@@ -334,6 +342,14 @@ static HAK_NOINLINE HAK_COLD void purger_start(void) {
     pthread_attr_destroy(&attr);
     if (err) atomic_store_release(&purger_state, 0); /* ticks still purge */
     else hak_verbose("purger thread started");
+}
+
+void os_purge_schedule_and_start(uint64_t due_ns) {
+    os_purge_schedule(due_ns);
+    /* seq_cst, paired with the purger's last look before it ends */
+    if (HAK_UNLIKELY(atomic_load_explicit(&purger_state, memory_order_seq_cst) == 0) &&
+        hak_opt(HAK_OPT_PURGE_THREAD))
+        purger_start();
 }
 
 void os_purge_tick(void) {

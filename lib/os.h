@@ -105,6 +105,11 @@ typedef size_t (*os_purger_fn)(bool all, uint64_t now_ns, uint64_t *next_due_ns)
 void os_purge_register(os_purger_fn fn);
 /* A lane has a purge pending at due_ns. */
 void os_purge_schedule(uint64_t due_ns);
+/* os_purge_schedule, and starts the purger thread if none runs (and
+ * HAKMEM_PURGE_THREAD allows it): for a fast path that keeps memory without
+ * ever ticking. Two loads when a purge is due earlier and the purger runs.
+ * The caller holds no hakmem lock. */
+void os_purge_schedule_and_start(uint64_t due_ns);
 /* Runs due purges if any are due, and starts the purger thread if purges
  * are pending and none runs (a single relaxed load when nothing is
  * pending). The caller holds no hakmem lock. */
