@@ -218,8 +218,8 @@ static void own_unmap(struct huge_own *c) {
  * thread walks everything once more before it ends for lack of work
  * (os.c), by when the store is visible, so no block is kept for good. */
 
-static struct huge_tcache tc_empty = {.fit_span = 0};
-static struct huge_tcache tc_dead = {.fit_span = 0};
+static struct huge_tcache tc_empty = {.live = false};
+static struct huge_tcache tc_dead = {.live = false};
 HAK_TLS_IE struct huge_tcache *huge_tls = &tc_empty;
 static struct meta_pool tc_pool;
 static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -245,6 +245,7 @@ static struct huge_tcache *my_tcache(void) {
     if (!t) return NULL;
     t->live = true;
     t->tick = HUGE_TICK_EVERY;
+    t->delay_ns = os_purge_delay_ns();
     pthread_mutex_lock(&tc_lock);
     t->next = tc_list;
     if (tc_list) tc_list->prev = t;
@@ -272,7 +273,7 @@ static void slot_flush(struct huge_tcache *t) {
  * (or the purger took it). */
 static struct huge_own *slot_take(struct huge_tcache *t) {
     if (atomic_load_relaxed(&t->slot) == NULL) return NULL;
-    t->fit_span = 0;
+    t->slot_bytes = 0;
     return atomic_exchange_acq_rel(&t->slot, NULL);
 }
 
@@ -285,6 +286,7 @@ void huge_guard_after(struct huge_own *c);
 void huge_tick(struct huge_tcache *t) {
     int saved = errno; /* from free too, which never changes errno */
     t->tick = HUGE_TICK_EVERY;
+    t->delay_ns = os_purge_delay_ns();
     tc_flush_stats(t);
     os_purge_tick();
     errno = saved;
@@ -652,6 +654,9 @@ static void *huge_alloc_aligned(size_t size, size_t align, bool *zeroed) {
         errno = ENOMEM;
         return NULL;
     }
+    /* the thread's batched frees first: the peak below must not count
+     * blocks freed through the slot as live */
+    if (huge_tls->live) tc_flush_stats(huge_tls);
     void *p;
     if (pagerun_fits(size, align)) {
         os_purge_tick();

@@ -43,8 +43,8 @@ struct huge_own {
 
 /* The huge lane's per-thread state: a one-block cache (the slot) and the
  * thread's batched counters. Kept in hakmem's memory (huge_tls points to
- * it; the sentinels huge_tc_empty and the dead one have live == false, an
- * empty fit range and an empty slot, so the fast paths need no other
+ * it; the sentinels tc_empty and tc_dead have live == false, slot_bytes 0
+ * and an empty slot, so the fast paths need no other
  * test). Live ones are on a list the purger walks (huge.c).
  *
  * The slot: only the owner thread fills it (a release store, when it is
@@ -54,14 +54,14 @@ struct huge_own {
  * the owner's, but freed_at (read by the purger, written before the slot).
  * Hot fields first. */
 struct huge_tcache {
-    size_t fit_lo;         /* the slot's block serves malloc(n) for fit_lo <= n */
-    size_t fit_span;       /* ... n < fit_lo + fit_span (0: none; owner's copy) */
+    size_t slot_bytes;     /* map_size of the slot's block; 0 when the owner
+                              emptied it (the purger may empty it too) */
     struct huge_own *_Atomic slot; /* the kept block, or NULL */
     bool live;             /* false in the sentinels: every fast path misses */
     bool numa;             /* the slot's block is bound to slot_node */
     int32_t slot_node;     /* its node when numa */
-    size_t slot_bytes;     /* its map_size (owner's copy) */
     uint32_t tick;         /* fast operations until the next huge_tick */
+    uint64_t delay_ns;     /* HAKMEM_PURGE_DELAY_MS (read at each tick) */
     _Atomic uint64_t freed_at; /* coarse clock (ns) of the slot's last fill */
     /* counters since the last flush (stats_flush_batch) */
     uint64_t allocs, frees, alloc_bytes, free_bytes;

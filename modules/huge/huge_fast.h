@@ -16,30 +16,37 @@
 /* -Dsecure: a guard page after every own block (huge.c's HUGE_GUARD). */
 #define HUGE_FAST_GUARD (HAK_SECURE ? os_page_size : 0)
 
-/* Counts one allocation (bytes > 0) or free (bytes < 0) of the thread. */
-static HAK_ALWAYS_INLINE void huge_count(struct huge_tcache *t, int64_t bytes) {
+/* Counts one allocation / free of bytes in the thread's batch. */
+static HAK_ALWAYS_INLINE void huge_count_alloc(struct huge_tcache *t, uint64_t bytes) {
     if (HAK_BENCH_MINIMAL) return;
-    if (bytes > 0) {
-        t->allocs++;
-        t->alloc_bytes += (uint64_t)bytes;
-    } else {
-        t->frees++;
-        t->free_bytes += (uint64_t)-bytes;
-    }
-    t->net += bytes;
+    t->allocs++;
+    t->alloc_bytes += bytes;
+    t->net += (int64_t)bytes;
     if (t->net > t->net_max) t->net_max = t->net;
 }
+static HAK_ALWAYS_INLINE void huge_count_free(struct huge_tcache *t, uint64_t bytes) {
+    if (HAK_BENCH_MINIMAL) return;
+    t->frees++;
+    t->free_bytes += bytes;
+    t->net -= (int64_t)bytes;
+}
 
-/* malloc(size) from the slot, or NULL (the caller takes the slow path):
- * the slot's block serves it in place when the request needs the block's
- * mapping, or one chunk less (what own_refit keeps without cutting). */
+/* malloc(size) from the slot, or NULL (the caller takes the slow path).
+ * The slot's block (slot_bytes mapped) serves it in place when the mapping
+ * the request needs, own_map_size(size + guard, page), is slot_bytes or
+ * one chunk less (what own_refit keeps without cutting); sizes below
+ * HAK_CHUNK / 2 are page runs. Sentinels and an emptied slot have
+ * slot_bytes 0: nothing fits. */
 static HAK_ALWAYS_INLINE void *huge_alloc_fast(size_t size) {
     struct huge_tcache *t = huge_tls;
-    if (HAK_LIKELY(size - t->fit_lo < t->fit_span) && atomic_load_relaxed(&t->slot) != NULL) {
+    size_t need = (size + os_page_size + HUGE_FAST_GUARD + HAK_CHUNK_MASK) & ~HAK_CHUNK_MASK;
+    if (HAK_LIKELY(t->slot_bytes - need <= HAK_CHUNK && size >= HAK_CHUNK / 2 &&
+                   need > size) && /* no wrap-around */
+        atomic_load_relaxed(&t->slot) != NULL) {
         /* the purger may have taken it meanwhile: the exchange decides */
         struct huge_own *c = atomic_exchange_explicit(&t->slot, NULL, memory_order_acquire);
+        t->slot_bytes = 0;
         if (HAK_UNLIKELY(c == NULL)) return NULL;
-        t->fit_span = 0;
         if (HAK_UNLIKELY(t->numa) && t->slot_node != os_current_node()) {
             huge_slot_return(c); /* no cross-node reuse */
             return NULL;
@@ -50,7 +57,7 @@ static HAK_ALWAYS_INLINE void *huge_alloc_fast(size_t size) {
         c->user_size = hak_align_up(size, ps);
         c->align = HAK_MIN_ALIGN;
         if (HAK_SECURE && c->guard_off < ps + c->user_size) huge_guard_after(c);
-        huge_count(t, (int64_t)c->user_size);
+        huge_count_alloc(t, c->user_size);
         if (HAK_UNLIKELY(--t->tick == 0)) huge_tick(t);
         return (char *)c + ps;
     }
@@ -59,23 +66,15 @@ static HAK_ALWAYS_INLINE void *huge_alloc_fast(size_t size) {
 
 /* Keeps own mapping c (a block just freed, checked) in t's empty slot. */
 static HAK_ALWAYS_INLINE void huge_slot_fill(struct huge_tcache *t, struct huge_own *c) {
-    huge_count(t, -(int64_t)c->user_size);
+    huge_count_free(t, c->user_size);
     c->cached = 1;
-    /* the requests own_refit would serve from c without cutting or growing
-     * it: own_map_size(n + guard, page) is map_size or one chunk less */
-    size_t below = os_page_size + HUGE_FAST_GUARD; /* header page and guard */
     t->slot_bytes = c->map_size;
-    size_t hi = c->map_size - below;
-    size_t lo = c->map_size > 2 * HAK_CHUNK + below ? c->map_size - 2 * HAK_CHUNK - below + 1 : 1;
-    if (lo < HAK_CHUNK / 2) lo = HAK_CHUNK / 2; /* smaller ones are page runs */
-    t->fit_lo = lo;
-    t->fit_span = hi >= lo ? hi - lo + 1 : 0;
     t->numa = c->node >= 0;
     t->slot_node = c->node;
     uint64_t now = os_now_coarse_ns();
     atomic_store_relaxed(&t->freed_at, now);
     atomic_store_release(&t->slot, c);
-    os_purge_schedule_and_start(now + os_purge_delay_ns());
+    os_purge_schedule_and_start(now + t->delay_ns);
     if (HAK_UNLIKELY(--t->tick == 0)) huge_tick(t);
 }
 
