@@ -33,14 +33,14 @@ static HAK_ALWAYS_INLINE void huge_count_free(struct huge_tcache *t, uint64_t by
 
 /* malloc(size) from the slot, or NULL (the caller takes the slow path).
  * The slot's block (slot_bytes mapped) serves it in place when the mapping
- * the request needs, own_map_size(size + guard, page), is slot_bytes or
- * one chunk less (what own_refit keeps without cutting); sizes below
- * HAK_CHUNK / 2 are page runs. Sentinels and an emptied slot have
- * slot_bytes 0: nothing fits. */
+ * the request needs, own_map_size(size + guard, page), is exactly
+ * slot_bytes: the block the BigCache's best fit would pick too, with
+ * nothing to cut or grow. (Sizes below HAK_CHUNK / 2 are page runs.)
+ * Sentinels and an emptied slot have slot_bytes 0: nothing fits. */
 static HAK_ALWAYS_INLINE void *huge_alloc_fast(size_t size) {
     struct huge_tcache *t = huge_tls;
     size_t need = (size + os_page_size + HUGE_FAST_GUARD + HAK_CHUNK_MASK) & ~HAK_CHUNK_MASK;
-    if (HAK_LIKELY(t->slot_bytes - need <= HAK_CHUNK && size >= HAK_CHUNK / 2 &&
+    if (HAK_LIKELY(t->slot_bytes == need && size >= HAK_CHUNK / 2 &&
                    need > size) && /* no wrap-around */
         atomic_load_relaxed(&t->slot) != NULL) {
         /* the purger may have taken it meanwhile: the exchange decides */
