@@ -728,6 +728,7 @@ static void huge_thread_exit(void) {
     pthread_mutex_unlock(&tc_lock);
     slot_flush(t);
     meta_free(&tc_pool, t);
+    os_purge_tick(); /* its block has a purge due: make sure a purger runs */
 }
 
 static void huge_flush_stats(void) {
