@@ -198,10 +198,12 @@ static void own_unmap(struct huge_own *c) {
 /* ---- the threads' slots ----------------------------------------------
  * Each thread that frees an own mapping gets a struct huge_tcache (from
  * tc_pool, on the list tc_list under tc_lock) whose slot keeps one freed
- * mapping for its next malloc of about the same size (huge_fast.h). A
- * slot's block counts as cached like a BigCache entry (c->cached, so a
- * double free of it is caught), but outside the BigCache's bounds: one
- * block per thread, at most the policy's bigcache_mb.
+ * mapping for its next malloc that needs a mapping of that size
+ * (huge_fast.h). A slot's block counts as cached like a BigCache entry
+ * (c->cached, so a double free of it is caught); it counts against the
+ * BigCache's byte bound when its own thread puts into the BigCache, and
+ * beyond that each other thread keeps at most one block of at most the
+ * policy's bigcache_mb, for at most the purge delay.
  *
  * The owner fills its slot with a plain store and empties it with an
  * exchange; the purger (slots_purge) takes a block whose delay is over with
@@ -280,8 +282,6 @@ static struct huge_own *slot_take(struct huge_tcache *t) {
 void huge_slot_return(struct huge_own *c) {
     if (!bigcache_put(c)) own_unmap(c);
 }
-
-void huge_guard_after(struct huge_own *c);
 
 void huge_tick(struct huge_tcache *t) {
     int saved = errno; /* from free too, which never changes errno */
