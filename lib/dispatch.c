@@ -27,7 +27,7 @@
 #include "sites.h"
 #include "stats.h"
 
-#include "modules/huge/huge.h"
+#include "modules/huge/huge_fast.h"
 #if HAK_HAVE_TINY
 #include "modules/tiny/tiny_fast.h"
 #endif
@@ -307,6 +307,8 @@ static HAK_NOINLINE HAK_COLD void *malloc_sampled(size_t size, uintptr_t site) {
  * and every call while calls are sampled. */
 static HAK_NOINLINE void *malloc_generic(size_t size, uintptr_t site) {
     if (HAK_UNLIKELY(malloc_sampling)) return malloc_sampled(size, site);
+    void *p = huge_alloc_fast(size); /* the thread's slot, when it fits */
+    if (HAK_LIKELY(p != NULL)) return p;
     return alloc_generic(size, NULL);
 }
 
@@ -490,6 +492,14 @@ static HAK_NOINLINE void free_generic(void *p) {
     if (HAK_UNLIKELY(p == NULL)) return;
     if (HAK_UNLIKELY(free_sampling)) {
         free_sampled(p);
+        return;
+    }
+    /* the head chunk of a huge mapping: the huge lane's inline fast path
+     * (its own mappings' blocks start in their first chunk) */
+    uintptr_t idx = (uintptr_t)p >> HAK_CHUNK_SHIFT;
+    if (HAK_LIKELY(idx < segmap_g.limit) &&
+        atomic_load_relaxed(&segmap_g.table[idx]) == HAK_LANE_HUGE) {
+        huge_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");
         return;
     }
     free_lookup(p);

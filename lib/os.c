@@ -221,7 +221,7 @@ uintptr_t os_random_word(void) {
 static os_purger_fn purgers[OS_MAX_PURGERS];
 static int npurgers;
 /* Earliest time any lane has a purge due; UINT64_MAX when none is pending. */
-static _Atomic uint64_t purge_next_due = UINT64_MAX;
+_Atomic uint64_t os_purge_next_due = UINT64_MAX;
 static _Atomic int purge_running;
 static _Atomic uint64_t purge_lanes_pending;
 
@@ -231,10 +231,10 @@ void os_purge_register(os_purger_fn fn) {
 }
 
 void os_purge_schedule(uint64_t due_ns) {
-    uint64_t cur = atomic_load_relaxed(&purge_next_due);
+    uint64_t cur = atomic_load_relaxed(&os_purge_next_due);
     /* seq_cst, paired with the purger's last look before it ends */
     while (due_ns < cur &&
-           !atomic_compare_exchange_weak_explicit(&purge_next_due, &cur, due_ns,
+           !atomic_compare_exchange_weak_explicit(&os_purge_next_due, &cur, due_ns,
                                                   memory_order_seq_cst, memory_order_relaxed)) {
     }
 }
@@ -252,7 +252,7 @@ static size_t purge_run(bool all) {
         sched_yield();
     }
     /* Reset before running, so a purge scheduled meanwhile is not lost. */
-    atomic_store_relaxed(&purge_next_due, UINT64_MAX);
+    atomic_store_relaxed(&os_purge_next_due, UINT64_MAX);
     uint64_t now = os_now_ns();
     size_t freed = 0;
     uint64_t pending = 0;
@@ -280,23 +280,31 @@ static size_t purge_run(bool all) {
 #define PURGER_IDLE_NS ((uint64_t)2000000000u)
 #define PURGER_STACK ((size_t)64 * 1024)
 /* 0: none; 1: starting or running. */
-static _Atomic int purger_state;
+_Atomic int os_purger_state;
 
 static void *purger_main(void *arg) {
     (void)arg;
     uint64_t idle_since = os_now_ns();
     for (;;) {
         uint64_t now = os_now_ns();
-        uint64_t due = atomic_load_relaxed(&purge_next_due);
+        uint64_t due = atomic_load_relaxed(&os_purge_next_due);
         if (due == UINT64_MAX) {
             if (now - idle_since >= PURGER_IDLE_NS) {
-                atomic_store_explicit(&purger_state, 0, memory_order_seq_cst);
+                /* One more walk first: a lane may keep memory whose owner
+                 * scheduled nothing because it raced with the reset of the
+                 * last run (huge.c's slots); by now its stores are seen. */
+                purge_run(false);
+                if (atomic_load_relaxed(&os_purge_next_due) != UINT64_MAX) {
+                    idle_since = now;
+                    continue;
+                }
+                atomic_store_explicit(&os_purger_state, 0, memory_order_seq_cst);
                 /* A purge scheduled just before the store above saw this
                  * purger still running and started none: look again. */
-                if (atomic_load_explicit(&purge_next_due, memory_order_seq_cst) == UINT64_MAX)
+                if (atomic_load_explicit(&os_purge_next_due, memory_order_seq_cst) == UINT64_MAX)
                     return NULL;
                 int expected = 0;
-                if (!atomic_compare_exchange_strong(&purger_state, &expected, 1)) return NULL;
+                if (!atomic_compare_exchange_strong(&os_purger_state, &expected, 1)) return NULL;
                 idle_since = now;
                 continue;
             }
@@ -318,7 +326,7 @@ static void *purger_main(void *arg) {
  * the calling thread holds no hakmem lock (pthread_create allocates). */
 static HAK_NOINLINE HAK_COLD void purger_start(void) {
     int expected = 0;
-    if (!atomic_compare_exchange_strong_explicit(&purger_state, &expected, 1,
+    if (!atomic_compare_exchange_strong_explicit(&os_purger_state, &expected, 1,
                                                  memory_order_acq_rel, memory_order_relaxed))
         return;
     pthread_attr_t attr;
@@ -332,15 +340,23 @@ static HAK_NOINLINE HAK_COLD void purger_start(void) {
     int err = pthread_create(&t, &attr, purger_main, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
-    if (err) atomic_store_release(&purger_state, 0); /* ticks still purge */
+    if (err) atomic_store_release(&os_purger_state, 0); /* ticks still purge */
     else hak_verbose("purger thread started");
 }
 
+void os_purge_schedule_and_start_slow(uint64_t due_ns) {
+    os_purge_schedule(due_ns);
+    /* seq_cst, paired with the purger's last look before it ends */
+    if (HAK_UNLIKELY(atomic_load_explicit(&os_purger_state, memory_order_seq_cst) == 0) &&
+        hak_opt(HAK_OPT_PURGE_THREAD))
+        purger_start();
+}
+
 void os_purge_tick(void) {
-    uint64_t due = atomic_load_relaxed(&purge_next_due);
+    uint64_t due = atomic_load_relaxed(&os_purge_next_due);
     if (HAK_LIKELY(due == UINT64_MAX)) return;
     if (hak_opt(HAK_OPT_PURGE_THREAD) && /* its default in -Dbench_minimal */
-        atomic_load_explicit(&purger_state, memory_order_seq_cst) == 0)
+        atomic_load_explicit(&os_purger_state, memory_order_seq_cst) == 0)
         purger_start();
     if (os_now_ns() >= due) purge_run(false);
 }
@@ -348,14 +364,14 @@ void os_purge_tick(void) {
 size_t os_purge_all(void) { return purge_run(true); }
 
 uint64_t os_purge_pending(void) {
-    if (atomic_load_relaxed(&purge_next_due) == UINT64_MAX) return 0;
+    if (atomic_load_relaxed(&os_purge_next_due) == UINT64_MAX) return 0;
     uint64_t lanes = atomic_load_relaxed(&purge_lanes_pending);
     return lanes ? lanes : 1;
 }
 
 void os_fork_child(void) {
     atomic_store_relaxed(&purge_running, 0);
-    atomic_store_relaxed(&purger_state, 0); /* the parent's purger is not here */
+    atomic_store_relaxed(&os_purger_state, 0); /* the parent's purger is not here */
     /* a purge run the fork interrupted had taken the schedule: rescan */
-    atomic_store_relaxed(&purge_next_due, 0);
+    atomic_store_relaxed(&os_purge_next_due, 0);
 }

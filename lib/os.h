@@ -105,6 +105,22 @@ typedef size_t (*os_purger_fn)(bool all, uint64_t now_ns, uint64_t *next_due_ns)
 void os_purge_register(os_purger_fn fn);
 /* A lane has a purge pending at due_ns. */
 void os_purge_schedule(uint64_t due_ns);
+/* Earliest time any lane has a purge due (UINT64_MAX: none), and whether
+ * the purger thread runs (0: none; 1: starting or running): os.c's, read
+ * by os_purge_schedule_and_start. */
+extern HAK_HIDDEN _Atomic uint64_t os_purge_next_due;
+extern HAK_HIDDEN _Atomic int os_purger_state;
+void os_purge_schedule_and_start_slow(uint64_t due_ns);
+/* os_purge_schedule, and starts the purger thread if none runs (and
+ * HAKMEM_PURGE_THREAD allows it): for a fast path that keeps memory without
+ * ever ticking. Inline: two loads when a purge is due earlier and the
+ * purger runs. The caller holds no hakmem lock. */
+static inline void os_purge_schedule_and_start(uint64_t due_ns) {
+    /* seq_cst, paired with the purger's last look before it ends */
+    if (HAK_UNLIKELY(due_ns < atomic_load_relaxed(&os_purge_next_due) ||
+                     atomic_load_explicit(&os_purger_state, memory_order_seq_cst) == 0))
+        os_purge_schedule_and_start_slow(due_ns);
+}
 /* Runs due purges if any are due, and starts the purger thread if purges
  * are pending and none runs (a single relaxed load when nothing is
  * pending). The caller holds no hakmem lock. */

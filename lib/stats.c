@@ -13,15 +13,19 @@
 
 struct stats_lane stats_lanes[HAK_LANE_COUNT];
 
-static void raise_peak(struct stats_lane *s) {
+/* Raises s's peak to the live bytes now, plus extra (a batch's high-water
+ * mark above its end). */
+static void raise_peak_by(struct stats_lane *s, uint64_t extra) {
     uint64_t live = atomic_load_relaxed(&s->c[HAK_CTR_alloc_bytes]) -
-                    atomic_load_relaxed(&s->c[HAK_CTR_free_bytes]);
+                    atomic_load_relaxed(&s->c[HAK_CTR_free_bytes]) + extra;
     uint64_t peak = atomic_load_relaxed(&s->peak_live);
     while (live > peak && live < ((uint64_t)1 << 62) &&
            !atomic_compare_exchange_weak_explicit(&s->peak_live, &peak, live,
                                                   memory_order_relaxed, memory_order_relaxed)) {
     }
 }
+
+static void raise_peak(struct stats_lane *s) { raise_peak_by(s, 0); }
 
 void stats_note_alloc(int lane, uint64_t bytes) {
     if (HAK_BENCH_MINIMAL) return;
@@ -36,6 +40,22 @@ void stats_note_free(int lane, uint64_t bytes) {
     struct stats_lane *s = &stats_lanes[lane];
     atomic_fetch_add_relaxed(&s->c[HAK_CTR_frees], 1);
     atomic_fetch_add_relaxed(&s->c[HAK_CTR_free_bytes], bytes);
+}
+
+void stats_note_counts(int lane, uint64_t allocs, uint64_t alloc_bytes, uint64_t frees,
+                       uint64_t free_bytes, int64_t net, int64_t net_max) {
+    if (HAK_BENCH_MINIMAL || (allocs == 0 && frees == 0)) return;
+    struct stats_lane *s = &stats_lanes[lane];
+    if (allocs) {
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_allocs], allocs);
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_alloc_bytes], alloc_bytes);
+    }
+    if (frees) {
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_frees], frees);
+        atomic_fetch_add_relaxed(&s->c[HAK_CTR_free_bytes], free_bytes);
+    }
+    /* the batch peaked net_max - net above where it ended */
+    if (allocs) raise_peak_by(s, (uint64_t)(net_max - net));
 }
 
 void stats_note_map(int lane, uint64_t bytes) {

@@ -45,6 +45,12 @@ static inline void stats_add(int lane, enum hak_counter c, uint64_t v) {
 /* One allocation / free of `bytes` (block size) in lane; updates the peak. */
 void stats_note_alloc(int lane, uint64_t bytes);
 void stats_note_free(int lane, uint64_t bytes);
+/* A thread's batch of allocations and frees of lane: their counts and
+ * bytes, net = alloc_bytes - free_bytes and net_max its highest value
+ * along the batch (>= net, >= 0), so that the peak stays exact for a
+ * single thread. */
+void stats_note_counts(int lane, uint64_t allocs, uint64_t alloc_bytes, uint64_t frees,
+                       uint64_t free_bytes, int64_t net, int64_t net_max);
 /* A mapping of `bytes` made / released by lane. */
 void stats_note_map(int lane, uint64_t bytes);
 void stats_note_unmap(int lane, uint64_t bytes);

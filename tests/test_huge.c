@@ -4,6 +4,11 @@
  * evicted past the byte bound, entries older than the purge delay are
  * unmapped, malloc_trim empties it, and a bound of 0 keeps nothing.
  *
+ * The slot tests: the freeing thread's one-block cache, filled and emptied
+ * by the inline fast paths, keeps the BigCache's guarantees (purge delay
+ * with the thread idle, malloc_trim, double free, exact counters, thread
+ * exit, -Dsecure's guard page).
+ *
  * Hits and misses are seen in the huge lane's os_maps / os_unmaps counters
  * (counted in every build but -Dbench_minimal, where these tests skip).
  * Run with HAKMEM_PURGE_DELAY_MS=1000 (tests/meson.build), so that nothing
@@ -11,6 +16,8 @@
  */
 #include <criterion/criterion.h>
 
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -227,3 +234,136 @@ Test(bigcache, malloc_trim_empties_it) {
     cr_assert_eq(huge_stats().os_maps, after.os_maps + 1, "nothing left to reuse");
     hak_free(c);
 }
+
+/* ---- the thread's slot ------------------------------------------------
+ * A freed own mapping waits first in the freeing thread's one-block slot
+ * (no lock); the next malloc of about its size takes it back. What the
+ * BigCache guarantees holds for it too. */
+
+#ifndef HAK_TEST_SECURE
+#define HAK_TEST_SECURE 0
+#endif
+
+/* Cycles a block of n bytes through the slot a few times (the first free
+ * makes the thread's slot; the later ones are the inline fast path), and
+ * leaves it freed there; returns its address. */
+static void *cycle(size_t n) {
+    unsigned char *p = big(n);
+    hak_free(p);
+    for (int i = 0; i < 8; i++) {
+        unsigned char *q = hak_malloc(n);
+        cr_assert_eq(q, p, "the slot's block was not reused");
+        q[0] = (unsigned char)i;
+        hak_free(q);
+    }
+    return p;
+}
+
+Test(slot, block_is_reused_without_a_new_mmap) {
+    setup(64);
+    void *p = cycle(4 * MiB);
+    struct hak_lane_stats before = huge_stats();
+    void *q = hak_malloc(4 * MiB);
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_eq(q, p);
+    cr_assert_eq(after.os_maps, before.os_maps, "a hit must not map");
+    hak_free(q);
+}
+
+Test(slot, block_goes_back_to_the_os_after_the_delay_while_the_thread_idles) {
+    setup(64);
+    cycle(4 * MiB); /* a 6 MiB mapping, written in full once */
+    size_t rss_held = rss_bytes();
+    struct hak_lane_stats before = huge_stats();
+    /* no allocator call from here on: the purger thread must take it */
+    sleep_ms(DELAY_MS + 800);
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_eq(after.os_unmaps, before.os_unmaps + 1, "the slot's block was kept");
+    cr_assert_eq(before.os_mapped - after.os_mapped, 6 * MiB);
+    cr_assert(rss_bytes() + 3 * MiB < rss_held, "RSS %zu, held %zu", rss_bytes(), rss_held);
+}
+
+Test(slot, malloc_trim_releases_its_block) {
+    setup(64);
+    cycle(4 * MiB);
+    struct hak_lane_stats before = huge_stats();
+    cr_assert_eq(hak_trim(0), 1);
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_eq(after.os_unmaps, before.os_unmaps + 1);
+    cr_assert_eq(before.os_mapped - after.os_mapped, 6 * MiB);
+    void *q = hak_malloc(4 * MiB);
+    cr_assert_eq(huge_stats().os_maps, after.os_maps + 1, "nothing left to reuse");
+    hak_free(q);
+}
+
+Test(slot, double_free_of_its_block_aborts, .signal = SIGABRT) {
+    if (HAK_TEST_BENCH_MINIMAL) cr_skip_test("-Dbench_minimal");
+    void *p = cycle(4 * MiB);
+    hak_free(p); /* it waits in the slot: a double free */
+}
+
+Test(slot, counters_stay_exact) {
+    setup(64);
+    cycle(4 * MiB);
+    struct hak_lane_stats before = huge_stats();
+    for (int i = 0; i < 1000; i++) hak_free(hak_malloc(4 * MiB));
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_eq(after.allocs, before.allocs + 1000);
+    cr_assert_eq(after.frees, before.frees + 1000);
+    cr_assert_eq(after.live_bytes, before.live_bytes);
+    void *p = hak_malloc(4 * MiB);
+    struct hak_lane_stats held = huge_stats();
+    cr_assert_eq(held.live_bytes, before.live_bytes + 4 * MiB);
+    cr_assert_geq(held.peak_bytes, held.live_bytes);
+    hak_free(p);
+    cr_assert_eq(huge_stats().live_bytes, before.live_bytes);
+}
+
+Test(slot, peak_counts_a_block_held_between_two_flushes) {
+    setup(64);
+    cycle(4 * MiB);
+    /* live bytes above every earlier peak (calloc never takes the slot) */
+    void *held = hak_calloc(1, 16 * MiB);
+    cr_assert_not_null(held);
+    struct hak_lane_stats before = huge_stats();
+    /* the slot's frees, still in the thread's batch at the calloc, do not
+     * count as live there */
+    cr_assert_lt(before.peak_bytes, before.live_bytes + 4 * MiB);
+    /* 4 MiB more, reached and left between two flushes of the thread's
+     * counters: the peak must still see it */
+    hak_free(hak_malloc(4 * MiB));
+    struct hak_lane_stats after = huge_stats();
+    cr_assert_geq(after.peak_bytes, before.live_bytes + 4 * MiB);
+    hak_free(held);
+}
+
+static void *cycle_and_exit(void *arg) {
+    (void)arg;
+    return cycle(4 * MiB);
+}
+
+Test(slot, thread_exit_moves_its_block_to_the_bigcache) {
+    setup(64);
+    pthread_t th;
+    void *p;
+    cr_assert_eq(pthread_create(&th, NULL, cycle_and_exit, NULL), 0);
+    cr_assert_eq(pthread_join(th, &p), 0);
+    struct hak_lane_stats before = huge_stats();
+    void *q = hak_malloc(4 * MiB);
+    cr_assert_eq(q, p, "the exited thread's block was not cached");
+    cr_assert_eq(huge_stats().os_maps, before.os_maps);
+    hak_free(q);
+}
+
+#if HAK_TEST_SECURE
+/* -Dsecure: a block taken from the slot larger than the one freed into it
+ * gets its guard page moved after its end. */
+Test(slot, guard_page_follows_a_larger_block, .signal = SIGSEGV) {
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *p = cycle(3 * MiB); /* a 4 MiB mapping; the guard at 3 MiB */
+    unsigned char *q = hak_malloc(4 * MiB - 2 * ps); /* the same mapping, filled */
+    cr_assert_eq(q, p);
+    memset(q, 1, 4 * MiB - 2 * ps);
+    ((volatile unsigned char *)q)[4 * MiB - 2 * ps] = 1; /* the guard */
+}
+#endif

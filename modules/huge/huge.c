@@ -2,16 +2,24 @@
  * huge.c: the huge lane (see huge.h).
  *
  * Owns: the own mappings (which need no lock: each is one block, owned by
- * its caller), the BigCache of freed ones (big_lock), and the arena of page
- * runs that serves smaller requests (lib/pagerun.c, with its own lock).
+ * its caller), the threads' slots and their list (tc_lock), the BigCache
+ * of freed mappings (big_lock), and the arena of page runs that serves
+ * smaller requests (lib/pagerun.c, with its own lock).
+ *
+ * Locks: tc_lock, big_lock and the arena's lock are never held together
+ * (fork_prepare takes them in that order); the tcache pool's lock nests in
+ * none. No system call runs under big_lock; the purger unmaps slots'
+ * blocks under tc_lock.
  */
 #include "huge.h"
+#include "huge_fast.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
 
+#include "meta.h"
 #include "options.h"
 #include "os.h"
 #include "pagerun.h"
@@ -19,22 +27,6 @@
 #include "segmap.h"
 #include "stats.h"
 
-#define HUGE_MAGIC 0x4855474bu /* "HUGK" */
-#define HUGE_OWN 2               /* kind of an own mapping (pagerun chunks: PAGERUN_KIND) */
-
-/* The first page of an own mapping. magic and kind first, as in every
- * chunk header (pagerun.h), so huge_free tells the two kinds apart. */
-struct huge_own {
-    uint32_t magic;     /* HUGE_MAGIC */
-    uint32_t kind;      /* HUGE_OWN */
-    size_t map_size;    /* bytes mapped from the base, multiple of HAK_CHUNK */
-    size_t user_off;    /* the block starts at base + user_off */
-    size_t user_size;   /* usable bytes of the block, multiple of the page */
-    size_t align;       /* alignment asked for (kept on moves) */
-    uint32_t cached;    /* 1 while the mapping waits in the BigCache */
-    int32_t node;       /* NUMA node it is bound to, -1 when placement is off */
-    size_t guard_off;   /* -Dsecure: offset of the guard page, 0 when none */
-};
 _Static_assert(offsetof(struct huge_own, kind) == offsetof(struct pagerun_chunk, kind),
                "both headers keep their kind at the same place");
 
@@ -148,18 +140,34 @@ static struct huge_own *bigcache_take(size_t size, size_t align, int node) {
 
 static void own_unmap(struct huge_own *c);
 
+static struct huge_own *slot_take(struct huge_tcache *t);
+
 /* Keeps freed mapping c, evicting the oldest cached mappings when the slots
  * or the byte bound (the policy's bigcache_mb) are full, so that the cache
  * holds the most recently freed blocks; false when c alone is over the
- * bound (the caller unmaps it). */
-static bool bigcache_put(struct huge_own *c) {
+ * bound (the caller unmaps it). now: when it was freed (coarse clock).
+ * The calling thread's slot (huge_tls) counts against the byte bound, and
+ * its block is evicted when it is the oldest. */
+static bool bigcache_put_at(struct huge_own *c, uint64_t now) {
     size_t limit = (size_t)policy_current()->bigcache_mb << 20;
     if (c->map_size > limit) return false;
-    uint64_t now = os_now_coarse_ns();
-    struct huge_own *victims[BIGCACHE_SLOTS];
+    struct huge_tcache *t = huge_tls;
+    size_t mine = atomic_load_relaxed(&t->slot) ? t->slot_bytes : 0;
+    struct huge_own *victims[BIGCACHE_SLOTS + 1];
     unsigned nv = 0;
     big_lock_take();
-    while (big_n > 0 && (big_n == BIGCACHE_SLOTS || big_bytes + c->map_size > limit)) {
+    if (mine && big_bytes + mine + c->map_size > limit) {
+        /* the slot's block goes first when it is older than every entry */
+        uint64_t at = atomic_load_relaxed(&t->freed_at);
+        bool oldest = true;
+        for (unsigned i = 0; i < big_n && oldest; i++) oldest = at <= big[i].freed_at;
+        if (oldest) {
+            struct huge_own *s = slot_take(t);
+            if (s) victims[nv++] = s;
+            mine = 0;
+        }
+    }
+    while (big_n > 0 && (big_n == BIGCACHE_SLOTS || big_bytes + mine + c->map_size > limit)) {
         unsigned oldest = 0;
         for (unsigned i = 1; i < big_n; i++)
             if (big[i].freed_at < big[oldest].freed_at) oldest = i;
@@ -178,6 +186,8 @@ static bool bigcache_put(struct huge_own *c) {
     return true;
 }
 
+static bool bigcache_put(struct huge_own *c) { return bigcache_put_at(c, os_now_coarse_ns()); }
+
 static void own_unmap(struct huge_own *c) {
     size_t map_size = c->map_size;
     segmap_unregister((uintptr_t)c, map_size >> HAK_CHUNK_SHIFT);
@@ -185,10 +195,133 @@ static void own_unmap(struct huge_own *c) {
     stats_note_unmap(HAK_LANE_HUGE, map_size);
 }
 
-/* The purger: unmaps cached mappings whose delay is over (all with all). */
-static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
+/* ---- the threads' slots ----------------------------------------------
+ * Each thread that frees an own mapping gets a struct huge_tcache (from
+ * tc_pool, on the list tc_list under tc_lock) whose slot keeps one freed
+ * mapping for its next malloc that needs a mapping of that size
+ * (huge_fast.h). A slot's block counts as cached like a BigCache entry
+ * (c->cached, so a double free of it is caught); it counts against the
+ * BigCache's byte bound when its own thread puts into the BigCache, and
+ * beyond that each other thread keeps at most one block of at most the
+ * policy's bigcache_mb, for at most the purge delay.
+ *
+ * The owner fills its slot with a plain store and empties it with an
+ * exchange; the purger (slots_purge) takes a block whose delay is over with
+ * an exchange too, so the two never both get it. A block the slow paths
+ * meet in the slot goes to the BigCache with its time stamp (slot_flush),
+ * where the best-fit search sees it. A thread that exits moves its block
+ * to the BigCache; fork's child does so for the threads it lacks.
+ *
+ * The put needs the purger to come by once the block is due: it schedules
+ * a purge at freed_at + delay (a relaxed load when one is due earlier, as
+ * while a program cycles a block). The purger's run resets the schedule
+ * before it walks the slots, and a put racing with that walk can see the
+ * old schedule while its store is not yet visible to the walk: the purger
+ * thread walks everything once more before it ends for lack of work
+ * (os.c), by when the store is visible, so no block is kept for good. */
+
+static struct huge_tcache tc_empty = {.live = false};
+static struct huge_tcache tc_dead = {.live = false};
+HAK_TLS_IE struct huge_tcache *huge_tls = &tc_empty;
+static struct meta_pool tc_pool;
+static pthread_mutex_t tc_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct huge_tcache *tc_list; /* the live ones, under tc_lock */
+
+void hak_thread_attach(void);
+
+static void tc_flush_stats(struct huge_tcache *t) {
+    if (HAK_BENCH_MINIMAL) return;
+    stats_note_counts(HAK_LANE_HUGE, t->allocs, t->alloc_bytes, t->frees, t->free_bytes, t->net,
+                      t->net_max);
+    t->allocs = t->frees = t->alloc_bytes = t->free_bytes = 0;
+    t->net = t->net_max = 0;
+}
+
+/* The calling thread's state, made on first use; NULL once it has exited
+ * (or when no memory is left for it). */
+static struct huge_tcache *my_tcache(void) {
+    struct huge_tcache *t = huge_tls;
+    if (HAK_LIKELY(t->live)) return t;
+    if (t == &tc_dead) return NULL;
+    t = meta_alloc(&tc_pool);
+    if (!t) return NULL;
+    t->live = true;
+    t->tick = HUGE_TICK_EVERY;
+    t->delay_ns = os_purge_delay_ns();
+    pthread_mutex_lock(&tc_lock);
+    t->next = tc_list;
+    if (tc_list) tc_list->prev = t;
+    tc_list = t;
+    pthread_mutex_unlock(&tc_lock);
+    huge_tls = t;
+    hak_thread_attach();
+    return t;
+}
+
+static void tc_unlink(struct huge_tcache *t) {
+    if (t->prev) t->prev->next = t->next;
+    else tc_list = t->next;
+    if (t->next) t->next->prev = t->prev;
+}
+
+/* Moves the block of t's slot, if it has one, to the BigCache (or unmaps
+ * it when the BigCache's bound is below it). */
+static void slot_flush(struct huge_tcache *t) {
+    struct huge_own *c = slot_take(t);
+    if (c && !bigcache_put_at(c, atomic_load_relaxed(&t->freed_at))) own_unmap(c);
+}
+
+/* Empties the calling thread's slot t: its block, or NULL when it had none
+ * (or the purger took it). */
+static struct huge_own *slot_take(struct huge_tcache *t) {
+    if (atomic_load_relaxed(&t->slot) == NULL) return NULL;
+    t->slot_bytes = 0;
+    return atomic_exchange_acq_rel(&t->slot, NULL);
+}
+
+void huge_slot_return(struct huge_own *c) {
+    if (!bigcache_put(c)) own_unmap(c);
+}
+
+void huge_tick(struct huge_tcache *t) {
+    int saved = errno; /* from free too, which never changes errno */
+    t->tick = HUGE_TICK_EVERY;
+    t->delay_ns = os_purge_delay_ns();
+    tc_flush_stats(t);
+    os_purge_tick();
+    errno = saved;
+}
+
+/* The purger's part for the slots: unmaps the blocks whose delay is over
+ * (all with all). */
+static size_t slots_purge(bool all, uint64_t now, uint64_t delay, uint64_t *next_due) {
     size_t bytes = 0;
+    pthread_mutex_lock(&tc_lock);
+    for (struct huge_tcache *t = tc_list; t; t = t->next) {
+        if (atomic_load_acquire(&t->slot) == NULL) continue;
+        /* written before the slot: this fill's time, or a later one's */
+        uint64_t due = atomic_load_relaxed(&t->freed_at) + delay;
+        if (!all && due > now) {
+            if (due < *next_due) *next_due = due;
+            continue;
+        }
+        /* the owner may have taken it (NULL), or put another block since
+         * (freed now, not due: purged early, which costs it a fresh map) */
+        struct huge_own *c = atomic_exchange_acq_rel(&t->slot, NULL);
+        if (c) {
+            bytes += c->map_size;
+            own_unmap(c);
+        }
+    }
+    pthread_mutex_unlock(&tc_lock);
+    return bytes;
+}
+
+/* The purger: unmaps cached mappings whose delay is over (all with all),
+ * the threads' slots' too. */
+static size_t bigcache_purge(bool all, uint64_t now, uint64_t *next_due) {
     uint64_t delay = os_purge_delay_ns();
+    size_t bytes = slots_purge(all, now, delay, next_due);
     struct huge_own *victims[BIGCACHE_SLOTS];
     unsigned nv = 0;
     big_lock_take();
@@ -232,6 +365,8 @@ static void own_guard(struct huge_own *c, bool on) {
     if (at) os_protect((char *)c + at, page_size(), false);
     c->guard_off = at;
 }
+
+void huge_guard_after(struct huge_own *c) { own_guard(c, true); }
 
 /* Cuts mapping c (off the cache) at need bytes (a multiple of HAK_CHUNK
  * below its size): the chunks from need on become a mapping of their own
@@ -356,6 +491,9 @@ static void *own_alloc(size_t size, size_t align, bool *zeroed) {
     size += HUGE_GUARD; /* room for the guard page; user_size leaves it out */
     /* calloc wants memory that reads as zero without writing it: fresh */
     int node = os_current_node();
+    /* the slot's block did not fit (huge_alloc_fast): the best-fit search
+     * considers it with the BigCache's */
+    if (!zeroed) slot_flush(huge_tls);
     struct huge_own *c = zeroed ? NULL : bigcache_take(size, align, node);
     if (c) c = own_refit(c, size, align);
     void *base = NULL;
@@ -409,12 +547,18 @@ static bool own_check(struct huge_own *c, const void *p, hak_call_t call) {
 /* Frees of cached blocks between two purge ticks: a program cycling one
  * big buffer through the BigCache pays no clock read per free; due purges
  * still run (the purger thread, started by a tick, does most of them). */
-#define HUGE_TICK_EVERY 16
+#define HUGE_SLOW_TICK_EVERY 16
 static _Atomic unsigned huge_free_count;
 
 /* Returns whether the caller should run a purge tick. */
 static bool own_free(struct huge_own *c, void *p, hak_call_t call) {
     if (!own_check(c, p, call)) return false;
+    struct huge_tcache *t;
+    if (c->map_size <= (size_t)policy_current()->bigcache_mb << 20 && (t = my_tcache()) &&
+        atomic_load_relaxed(&t->slot) == NULL) {
+        huge_slot_fill(t, c);
+        return false;
+    }
     stats_note_free(HAK_LANE_HUGE, c->user_size);
     if (!bigcache_put(c)) {
         own_unmap(c);
@@ -424,7 +568,7 @@ static bool own_free(struct huge_own *c, void *p, hak_call_t call) {
      * shifts the next tick */
     unsigned n = atomic_load_relaxed(&huge_free_count);
     atomic_store_relaxed(&huge_free_count, n + 1);
-    return n % HUGE_TICK_EVERY == 0;
+    return n % HUGE_SLOW_TICK_EVERY == 0;
 }
 
 /* Resizes an own mapping, keeping room for guard bytes after the block;
@@ -510,6 +654,9 @@ static void *huge_alloc_aligned(size_t size, size_t align, bool *zeroed) {
         errno = ENOMEM;
         return NULL;
     }
+    /* the thread's batched frees first: the peak below must not count
+     * blocks freed through the slot as live */
+    if (huge_tls->live) tc_flush_stats(huge_tls);
     void *p;
     if (pagerun_fits(size, align)) {
         os_purge_tick();
@@ -527,7 +674,7 @@ static void *huge_alloc(size_t size, bool *zeroed) {
     return huge_alloc_aligned(size, HAK_MIN_ALIGN, zeroed);
 }
 
-static void huge_free(void *p, uintptr_t head, hak_call_t call) {
+void huge_free_slow(void *p, uintptr_t head, hak_call_t call) {
     int saved = errno; /* free never changes errno */
     bool tick = true;
     if (kind_at(head) == HUGE_OWN) {
@@ -566,21 +713,59 @@ static void *huge_resize(void *p, uintptr_t head, size_t new_size) {
 static int huge_init(void) {
     if (HAK_CHUNK / os_page_size > PAGERUN_MAX_PAGES) return EINVAL;
     pagerun_arena_init(&huge_runs);
+    meta_pool_init(&tc_pool, sizeof(struct huge_tcache), HAK_LANE_HUGE);
     os_purge_register(bigcache_purge);
     return 0;
 }
 
+static void huge_thread_exit(void) {
+    struct huge_tcache *t = huge_tls;
+    if (!t->live) return;
+    huge_tls = &tc_dead;
+    tc_flush_stats(t);
+    pthread_mutex_lock(&tc_lock); /* the purger may be looking at t */
+    tc_unlink(t);
+    pthread_mutex_unlock(&tc_lock);
+    slot_flush(t);
+    meta_free(&tc_pool, t);
+    os_purge_tick(); /* its block has a purge due: make sure a purger runs */
+}
+
+static void huge_flush_stats(void) {
+    struct huge_tcache *t = huge_tls;
+    if (t->live) tc_flush_stats(t);
+}
+
 static void huge_fork_prepare(void) {
+    pthread_mutex_lock(&tc_lock);
     big_lock_take();
     pagerun_fork_prepare(&huge_runs);
+    meta_fork_prepare(&tc_pool);
 }
 static void huge_fork_parent(void) {
+    meta_fork_parent(&tc_pool);
     pagerun_fork_parent(&huge_runs);
     big_lock_drop();
+    pthread_mutex_unlock(&tc_lock);
 }
 static void huge_fork_child(void) {
+    meta_fork_child(&tc_pool);
     pagerun_fork_child(&huge_runs);
     big_lock_drop();
+    pthread_mutex_unlock(&tc_lock);
+    /* the other threads are not here: their counters to the globals, their
+     * blocks to the BigCache, their state back to the pool */
+    struct huge_tcache *t = tc_list;
+    while (t) {
+        struct huge_tcache *next = t->next;
+        if (t != huge_tls) {
+            tc_flush_stats(t);
+            tc_unlink(t);
+            slot_flush(t);
+            meta_free(&tc_pool, t);
+        }
+        t = next;
+    }
 }
 
 const struct hak_lane huge_lane = {
@@ -591,12 +776,13 @@ const struct hak_lane huge_lane = {
     .init = huge_init,
     .alloc = huge_alloc,
     .alloc_aligned = huge_alloc_aligned,
-    .free = huge_free,
+    .free = huge_free_slow,
     .usable_size = huge_usable_size,
     .resize = huge_resize,
-    .thread_exit = NULL,
+    .thread_exit = huge_thread_exit,
     .fork_prepare = huge_fork_prepare,
     .fork_parent = huge_fork_parent,
     .fork_child = huge_fork_child,
     .trim = NULL, /* the page-run purger unmaps the cache on malloc_trim */
+    .flush_stats = huge_flush_stats,
 };
