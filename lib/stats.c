@@ -13,16 +13,21 @@
 
 struct stats_lane stats_lanes[HAK_LANE_COUNT];
 
+/* Raises *peak to live (a difference of two relaxed counters: a value
+ * near wrap-around is a torn read, not a peak). */
+static void raise_max(_Atomic uint64_t *peak, uint64_t live) {
+    uint64_t old = atomic_load_relaxed(peak);
+    while (live > old && live < ((uint64_t)1 << 62) &&
+           !atomic_compare_exchange_weak_explicit(peak, &old, live, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+    }
+}
+
 /* Raises s's peak to the live bytes now, plus extra (a batch's high-water
  * mark above its end). */
 static void raise_peak_by(struct stats_lane *s, uint64_t extra) {
-    uint64_t live = atomic_load_relaxed(&s->c[HAK_CTR_alloc_bytes]) -
-                    atomic_load_relaxed(&s->c[HAK_CTR_free_bytes]) + extra;
-    uint64_t peak = atomic_load_relaxed(&s->peak_live);
-    while (live > peak && live < ((uint64_t)1 << 62) &&
-           !atomic_compare_exchange_weak_explicit(&s->peak_live, &peak, live,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
-    }
+    raise_max(&s->peak_live, atomic_load_relaxed(&s->c[HAK_CTR_alloc_bytes]) -
+                                 atomic_load_relaxed(&s->c[HAK_CTR_free_bytes]) + extra);
 }
 
 static void raise_peak(struct stats_lane *s) { raise_peak_by(s, 0); }
@@ -75,21 +80,15 @@ void stats_note_purge(int lane, uint64_t bytes) {
 
 struct stats_class stats_classes[HAK_LANE_COUNT][STATS_MAX_CLASSES];
 
-/* Raises class k's peak to its live blocks now. */
+/* Raises class c's peak to its live blocks now. */
 static void raise_class_peak(struct stats_class *c) {
-    uint64_t live = atomic_load_relaxed(&c->c[HAK_CCTR_allocs]) -
-                    atomic_load_relaxed(&c->c[HAK_CCTR_frees]);
-    uint64_t peak = atomic_load_relaxed(&c->peak_live);
-    while (live > peak && live < ((uint64_t)1 << 62) &&
-           !atomic_compare_exchange_weak_explicit(&c->peak_live, &peak, live,
-                                                  memory_order_relaxed, memory_order_relaxed)) {
-    }
+    uint64_t allocs = atomic_load_relaxed(&c->c[HAK_CCTR_allocs]);
+    raise_max(&c->peak_live, allocs - atomic_load_relaxed(&c->c[HAK_CCTR_frees]));
 }
 
 void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_size,
                        unsigned nclasses) {
     if (HAK_BENCH_MINIMAL) return;
-    struct stats_lane *s = &stats_lanes[lane];
     uint64_t allocs = 0, frees = 0, abytes = 0, fbytes = 0;
     for (unsigned k = 0; k < nclasses; k++) {
         bool allocated = b->cls[HAK_CCTR_allocs][k] != 0;
@@ -110,15 +109,7 @@ void stats_batch_flush(struct stats_batch *b, int lane, const uint32_t *class_si
          * again were never live at once */
         if (allocated) raise_class_peak(&stats_classes[lane][k]);
     }
-    if (allocs) {
-        atomic_fetch_add_relaxed(&s->c[HAK_CTR_allocs], allocs);
-        atomic_fetch_add_relaxed(&s->c[HAK_CTR_alloc_bytes], abytes);
-    }
-    if (frees) {
-        atomic_fetch_add_relaxed(&s->c[HAK_CTR_frees], frees);
-        atomic_fetch_add_relaxed(&s->c[HAK_CTR_free_bytes], fbytes);
-    }
-    if (allocs) raise_peak(s);
+    stats_note_counts(lane, allocs, abytes, frees, fbytes, 0, 0);
 }
 
 void stats_batch_flush_one(int lane, enum hak_class_counter k, unsigned cls, uint64_t bytes) {
