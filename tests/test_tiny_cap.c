@@ -47,6 +47,7 @@ static void free_all(void **v, size_t n) {
 
 Test(tiny_cap, allocation_fails_with_enomem_at_the_cap_and_recovers_after_frees) {
     require_lane(&tiny);
+    if (HAK_BENCH_MINIMAL) cr_skip_test("-Dbench_minimal: HAKMEM_* variables are compiled out");
     const char *cap = getenv("HAKMEM_TINY_SS_MAX_MB");
     cr_assert(cap && atol(cap) == (long)(CAP / MiB), "meson runs this with HAKMEM_TINY_SS_MAX_MB=8");
     void **v = mmap_array(MAX_BLOCKS);
