@@ -35,6 +35,12 @@ static inline void require_lane(const struct lane_desc *d) {
     if (!hak_lane_enabled(d->id)) cr_skip_test("the %s lane is not built", hak_lane_name(d->id));
 }
 
+/* Checks that read the lanes' counters (slabs per class, mapped bytes):
+ * -Dbench_minimal compiles them out. */
+static inline void require_counters(void) {
+    if (HAK_BENCH_MINIMAL) cr_skip_test("-Dbench_minimal: the counters are compiled out");
+}
+
 /* The class of the lane that serves size n (its block size). */
 static inline size_t class_for(const struct lane_desc *d, size_t n, unsigned *cls_out) {
     struct hak_class_stats cs;
@@ -118,6 +124,7 @@ static inline void check_aligned(const struct lane_desc *d) {
  * gives them back. */
 static inline void check_fill_and_drain(const struct lane_desc *d, size_t size) {
     require_lane(d);
+    require_counters();
     unsigned cls;
     size_t bs = class_for(d, size, &cls);
     size_t per_slab = d->slab_size / bs;
@@ -185,6 +192,7 @@ static inline void *remote_owner(void *arg) {
  * them again (a full slab is found again through the notify list). */
 static inline void check_remote_free(const struct lane_desc *d, size_t size) {
     require_lane(d);
+    require_counters();
     unsigned cls;
     size_t bs = class_for(d, size, &cls);
     struct remote_ctx c = {.d = d, .size = size, .n = d->slab_size / bs * 3};
@@ -276,6 +284,7 @@ static inline void check_abandon_adopt(const struct lane_desc *d, size_t size) {
 /* More segments than any fixed pool would hold. */
 static inline void check_growth(const struct lane_desc *d, size_t size, size_t total) {
     require_lane(d);
+    require_counters();
     size_t n = total / size;
     void **v = hak_malloc(n * sizeof *v);
     for (size_t i = 0; i < n; i++) {

@@ -87,6 +87,7 @@ static int64_t cached_after_freeing(unsigned cap, unsigned cls, size_t size) {
 
 Test(ace, published_caps_bound_the_caches) {
     require_lane(&ace);
+    require_counters();
     unsigned cls;
     size_t bs = class_for(&ace, 64 * KiB, &cls);
     cr_assert_eq(bs, 64 * KiB);
