@@ -51,4 +51,13 @@
     atomic_compare_exchange_strong_explicit(p, expected, desired, memory_order_acq_rel,    \
                                             memory_order_acquire)
 
+#include <stdint.h>
+/* Raises *p to v if v is larger (relaxed: a high-water mark). */
+static inline void atomic_max_relaxed(_Atomic uint64_t *p, uint64_t v) {
+    uint64_t old = atomic_load_relaxed(p);
+    while (v > old && !atomic_compare_exchange_weak_explicit(p, &old, v, memory_order_relaxed,
+                                                             memory_order_relaxed)) {
+    }
+}
+
 #endif /* HAK_COMPILER_H */

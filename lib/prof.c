@@ -69,16 +69,14 @@ void prof_record(int cat, uint64_t ns) {
     struct prof_cat *c = &cats[cat];
     atomic_fetch_add_relaxed(&c->total_ns, ns);
     atomic_fetch_add_relaxed(&c->hist[bin_of(ns)], 1);
-    uint64_t max = atomic_load_relaxed(&c->max_ns);
-    while (ns > max && !atomic_compare_exchange_weak_explicit(&c->max_ns, &max, ns,
-                                                              memory_order_relaxed,
-                                                              memory_order_relaxed)) {
-    }
+    atomic_max_relaxed(&c->max_ns, ns);
 }
 
 uint64_t prof_clock(void) { return os_now_ns() | 1; /* never 0 */ }
 
-void prof_record_since(int cat, uint64_t t0) { prof_record(cat, os_now_ns() - (t0 & ~(uint64_t)1)); }
+void prof_record_since(int cat, uint64_t t0) {
+    prof_record(cat, os_now_ns() - (t0 & ~(uint64_t)1));
+}
 
 /* The 99th percentile of a histogram of n events: the bucket holding the
  * event of rank ceil(0.99 n), interpolated linearly within it. */

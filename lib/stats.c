@@ -16,11 +16,7 @@ struct stats_lane stats_lanes[HAK_LANE_COUNT];
 /* Raises *peak to live (a difference of two relaxed counters: a value
  * near wrap-around is a torn read, not a peak). */
 static void raise_max(_Atomic uint64_t *peak, uint64_t live) {
-    uint64_t old = atomic_load_relaxed(peak);
-    while (live > old && live < ((uint64_t)1 << 62) &&
-           !atomic_compare_exchange_weak_explicit(peak, &old, live, memory_order_relaxed,
-                                                  memory_order_relaxed)) {
-    }
+    if (live < ((uint64_t)1 << 62)) atomic_max_relaxed(peak, live);
 }
 
 /* Raises s's peak to the live bytes now, plus extra (a batch's high-water
@@ -136,6 +132,12 @@ static void lane_snapshot(int lane, struct hak_lane_stats *out) {
     out->purged_bytes = c[HAK_CTR_purged_bytes];
 }
 
+/* A segment count, read while other threads move it: never below 0. */
+static uint64_t seg_count(_Atomic int64_t *c) {
+    int64_t n = atomic_load_relaxed(c);
+    return n > 0 ? (uint64_t)n : 0;
+}
+
 void stats_fill(struct hak_stats *st) {
     struct hak_lane_stats total;
     memset(&total, 0, sizeof total);
@@ -155,14 +157,11 @@ void stats_fill(struct hak_stats *st) {
     st->lane[0] = total;
     st->segs_hot[0] = st->segs_draining[0] = st->segs_cached[0] = 0;
     for (int l = 1; l < HAK_LANE_COUNT; l++) {
-        int64_t hot = atomic_load_relaxed(&stats_lanes[l].segs_tier[0]);
-        int64_t draining = atomic_load_relaxed(&stats_lanes[l].segs_tier[1]);
-        st->segs_hot[l] = hot > 0 ? (uint64_t)hot : 0; /* relaxed: never below 0 */
-        st->segs_draining[l] = draining > 0 ? (uint64_t)draining : 0;
+        st->segs_hot[l] = seg_count(&stats_lanes[l].segs_tier[0]);
+        st->segs_draining[l] = seg_count(&stats_lanes[l].segs_tier[1]);
+        st->segs_cached[l] = seg_count(&stats_lanes[l].segs_cached);
         st->segs_hot[0] += st->segs_hot[l];
         st->segs_draining[0] += st->segs_draining[l];
-        int64_t cached = atomic_load_relaxed(&stats_lanes[l].segs_cached);
-        st->segs_cached[l] = cached > 0 ? (uint64_t)cached : 0;
         st->segs_cached[0] += st->segs_cached[l];
     }
     os_rss(&st->rss, &st->peak_rss);
