@@ -150,6 +150,11 @@ static struct slab_segment **heap_seg_list(struct slab_heap *h, const struct sla
     return s->tier == SLAB_TIER_DRAINING ? &h->segs_drain : &h->segs;
 }
 
+/* One of h's segments with an unassigned slab, HOT first; NULL if none. */
+static struct slab_segment *seg_with_room(struct slab_heap *h) {
+    return h->segs ? h->segs : h->segs_drain;
+}
+
 /* Bit bit of s's free_slabs (s one of h's segments, on its list) becomes
  * set (a slab released) or clear (assigned): the tier and the heap list
  * follow. */
@@ -263,6 +268,19 @@ static void segment_unmap(struct slab_lane *L, struct slab_segment *s) {
     stats_note_unmap(L->id, HAK_CHUNK);
 }
 
+/* The lane's cache of empty segments (under L->lock), its length and the
+ * statistics' count kept with it. */
+static void cache_push(struct slab_lane *L, struct slab_segment *s) {
+    seg_push(&L->cache, s);
+    L->cached++;
+    atomic_fetch_add_relaxed(&stats_lanes[L->id].segs_cached, 1);
+}
+static void cache_remove(struct slab_lane *L, struct slab_segment *s) {
+    seg_remove(&L->cache, s);
+    L->cached--;
+    atomic_fetch_sub_relaxed(&stats_lanes[L->id].segs_cached, 1);
+}
+
 /* An empty segment (every slab unassigned, off every heap list) goes to the
  * lane's cache, to be purged after the delay, or is unmapped when the cache
  * is full. */
@@ -271,9 +289,7 @@ static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
     tier_set(L, s, SLAB_TIER_NONE);
     pthread_mutex_lock(&L->lock);
     if (L->cached < (uint64_t)hak_opt((enum hak_opt_id)L->cache_opt)) {
-        seg_push(&L->cache, s); /* its slabs are purged as they come due */
-        L->cached++;
-        atomic_fetch_add_explicit(&stats_lanes[L->id].segs_cached, 1, memory_order_relaxed);
+        cache_push(L, s); /* its slabs are purged as they come due */
     } else {
         segment_unmap(L, s);
     }
@@ -288,9 +304,7 @@ static struct slab_segment *cache_take(struct slab_lane *L, int node) {
     struct slab_segment *s = L->cache;
     while (s && node >= 0 && s->node != node) s = s->next;
     if (s) {
-        seg_remove(&L->cache, s);
-        L->cached--;
-        atomic_fetch_sub_explicit(&stats_lanes[L->id].segs_cached, 1, memory_order_relaxed);
+        cache_remove(L, s);
     }
     pthread_mutex_unlock(&L->lock);
     return s;
@@ -515,10 +529,7 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
         if (all) {
             while (L->cache) {
                 struct slab_segment *s = L->cache;
-                seg_remove(&L->cache, s);
-                L->cached--;
-                atomic_fetch_sub_explicit(&stats_lanes[L->id].segs_cached, 1,
-                                          memory_order_relaxed);
+                cache_remove(L, s);
                 segment_unmap(L, s);
                 bytes += HAK_CHUNK;
             }
@@ -643,7 +654,7 @@ static unsigned take_slab(struct slab_segment *s) {
 /* Assigns an unassigned slab of h to class cls, adopting an abandoned
  * segment or mapping a new one when h has none; NULL when out of memory. */
 static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsigned cls) {
-    struct slab_segment *s = h->segs ? h->segs : h->segs_drain; /* HOT first */
+    struct slab_segment *s = seg_with_room(h);
     if (!s) {
         pthread_mutex_lock(&L->lock);
         struct slab_segment *a = L->abandoned;
@@ -653,7 +664,7 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
             segment_adopt(L, h, a);
             struct slab *sl = h->avail[cls].head;
             if (sl && refill(L, sl)) return sl; /* the adopted segment serves cls */
-            s = h->segs ? h->segs : h->segs_drain;
+            s = seg_with_room(h);
         }
         if (!s) s = segment_new(L, h);
         if (!s) return NULL;
