@@ -344,20 +344,24 @@ static HAK_NOINLINE HAK_COLD void purger_start(void) {
     else hak_verbose("purger thread started");
 }
 
+/* Starts the purger thread if none runs and HAKMEM_PURGE_THREAD allows it
+ * (its default in -Dbench_minimal). */
+static void purger_ensure(void) {
+    /* seq_cst, paired with the purger's last look before it ends */
+    if (hak_opt(HAK_OPT_PURGE_THREAD) &&
+        atomic_load_explicit(&os_purger_state, memory_order_seq_cst) == 0)
+        purger_start();
+}
+
 void os_purge_schedule_and_start_slow(uint64_t due_ns) {
     os_purge_schedule(due_ns);
-    /* seq_cst, paired with the purger's last look before it ends */
-    if (HAK_UNLIKELY(atomic_load_explicit(&os_purger_state, memory_order_seq_cst) == 0) &&
-        hak_opt(HAK_OPT_PURGE_THREAD))
-        purger_start();
+    purger_ensure();
 }
 
 void os_purge_tick(void) {
     uint64_t due = atomic_load_relaxed(&os_purge_next_due);
     if (HAK_LIKELY(due == UINT64_MAX)) return;
-    if (hak_opt(HAK_OPT_PURGE_THREAD) && /* its default in -Dbench_minimal */
-        atomic_load_explicit(&os_purger_state, memory_order_seq_cst) == 0)
-        purger_start();
+    purger_ensure();
     if (os_now_ns() >= due) purge_run(false);
 }
 

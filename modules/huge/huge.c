@@ -237,6 +237,12 @@ static void tc_flush_stats(struct huge_tcache *t) {
     t->net = t->net_max = 0;
 }
 
+/* The calling thread's counters to the globals (a snapshot, a slow path). */
+static void huge_flush_stats(void) {
+    struct huge_tcache *t = huge_tls;
+    if (t->live) tc_flush_stats(t);
+}
+
 /* The calling thread's state, made on first use; NULL once it has exited
  * (or when no memory is left for it). */
 static struct huge_tcache *my_tcache(void) {
@@ -656,7 +662,7 @@ static void *huge_alloc_aligned(size_t size, size_t align, bool *zeroed) {
     }
     /* the thread's batched frees first: the peak below must not count
      * blocks freed through the slot as live */
-    if (huge_tls->live) tc_flush_stats(huge_tls);
+    huge_flush_stats();
     void *p;
     if (pagerun_fits(size, align)) {
         os_purge_tick();
@@ -718,22 +724,23 @@ static int huge_init(void) {
     return 0;
 }
 
-static void huge_thread_exit(void) {
-    struct huge_tcache *t = huge_tls;
-    if (!t->live) return;
-    huge_tls = &tc_dead;
+/* A thread's state it no longer uses (it exited, or fork left it behind):
+ * its counters to the globals, its block to the BigCache, it to the pool. */
+static void tc_release(struct huge_tcache *t) {
     tc_flush_stats(t);
     pthread_mutex_lock(&tc_lock); /* the purger may be looking at t */
     tc_unlink(t);
     pthread_mutex_unlock(&tc_lock);
     slot_flush(t);
     meta_free(&tc_pool, t);
-    os_purge_tick(); /* its block has a purge due: make sure a purger runs */
 }
 
-static void huge_flush_stats(void) {
+static void huge_thread_exit(void) {
     struct huge_tcache *t = huge_tls;
-    if (t->live) tc_flush_stats(t);
+    if (!t->live) return;
+    huge_tls = &tc_dead;
+    tc_release(t);
+    os_purge_tick(); /* its block has a purge due: make sure a purger runs */
 }
 
 static void huge_fork_prepare(void) {
@@ -758,12 +765,7 @@ static void huge_fork_child(void) {
     struct huge_tcache *t = tc_list;
     while (t) {
         struct huge_tcache *next = t->next;
-        if (t != huge_tls) {
-            tc_flush_stats(t);
-            tc_unlink(t);
-            slot_flush(t);
-            meta_free(&tc_pool, t);
-        }
+        if (t != huge_tls) tc_release(t);
         t = next;
     }
 }
