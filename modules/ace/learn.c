@@ -661,12 +661,11 @@ static void *learner_main(void *arg) {
         pthread_mutex_lock(&learn_lock);
         drain_latencies();
         int before = core.state;
-        uint64_t adoptions = core.adoptions;
         struct hak_policy was = core.incumbent;
         bool publish = learn_core_window(&core, &o, &pol, why, sizeof why);
         state = core.state;
         struct hak_policy incumbent = core.incumbent;
-        bool changed = core.adoptions != adoptions || memcmp(&was, &incumbent, sizeof was) != 0;
+        bool changed = memcmp(&was, &incumbent, sizeof was) != 0; /* adopted, or fit the budget */
         double l1 = core.last_l1;
         pthread_mutex_unlock(&learn_lock);
         if (publish) {
@@ -728,8 +727,8 @@ static void log_incumbent(const struct hak_policy *p) {
     for (unsigned k = 0; k < LEARN_LARGE_CLASSES && n < sizeof caps; k++)
         n += (size_t)snprintf(caps + n, sizeof caps - n, k ? ",%u" : "%u", p->cap_large[k]);
     hak_log("learn: incumbent: cap_large %s, wmax_large %u%%, cap_mid %u, batch %u, "
-                  "bigcache %u MiB",
-                  caps, p->wmax_large_pct, p->cap_mid[0], p->refill_batch, p->bigcache_mb);
+            "bigcache %u MiB",
+            caps, p->wmax_large_pct, p->cap_mid[0], p->refill_batch, p->bigcache_mb);
 }
 
 static HAK_NOINLINE HAK_COLD void learner_start(void) {
