@@ -394,7 +394,51 @@ static void drain_notify(struct slab_heap *h);
  * must not outlive the slab (its segment may be unmapped): drain says
  * whether to drain the list first; heap_abandon discards the list unread
  * instead. */
+/* ---- the block cache (slab.h, struct slab_heap) ----------------------- */
+
+/* Whether p is a block of slab sl. */
+static bool in_slab(const struct slab *sl, const void *p) {
+    const struct slab_segment *s = segment_of(sl);
+    return (((uintptr_t)p - (uintptr_t)s) >> s->lane->slab_shift) == sl->index;
+}
+
+/* Takes sl's blocks out of h's block cache (sl is being released); the
+ * others keep their order. */
+static void tc_forget(struct slab_heap *h, const struct slab *sl) {
+    unsigned cls = sl->cls;
+    void *keep[SLAB_TC_MAX_BLOCKS];
+    unsigned n = 0;
+    for (void *p = h->tc[cls]; p; p = SLAB_LINK_DECODE(*(void **)p, p))
+        if (!in_slab(sl, p)) keep[n++] = p;
+    void *head = NULL;
+    for (unsigned i = n; i-- > 0;) {
+        *(void **)keep[i] = SLAB_LINK_ENCODE(head, keep[i]);
+        head = keep[i];
+    }
+    h->tc[cls] = head;
+    h->tc_room[cls] = (uint16_t)(h->tc_max[cls] - n);
+}
+
+/* Puts every block of h's block cache on its slab's list (the heap is
+ * leaving its slabs: whoever takes them next finds the blocks there). */
+static void tc_flush_all(struct slab_heap *h) {
+    for (unsigned c = 0; c < SLAB_MAX_CLASSES; c++) {
+        void *p = h->tc[c];
+        h->tc[c] = NULL;
+        h->tc_room[c] = h->tc_max[c];
+        while (p) {
+            void *next = SLAB_LINK_DECODE(*(void **)p, p);
+            uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
+            struct slab *sl = slab_of(p, seg, ((struct slab_segment *)seg)->lane->slab_shift);
+            *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
+            sl->free = p;
+            p = next;
+        }
+    }
+}
+
 static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
+    if (h->tc[sl->cls]) tc_forget(h, sl);
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
     if (drain && atomic_load_acquire(&sl->in_notify)) drain_notify(h);
@@ -430,11 +474,25 @@ static void heap_reset(struct slab_heap *h, uint32_t kind) {
     h->kind = kind;
 }
 
+/* Sizes h's block cache: per class, as many blocks as fit in the lane's
+ * option's KiB (at least one, at most SLAB_TC_MAX_BLOCKS, so that the cache
+ * holds on to few slabs), none without the option or in the hardened
+ * build (whose free lists are all checked: slab.h, free-list links). */
+static void heap_tc_size(struct slab_heap *h, const struct slab_lane *L) {
+    size_t bytes = L->tc_opt && !HAK_SECURE ? (size_t)hak_opt(L->tc_opt) << 10 : 0;
+    for (unsigned c = 0; c < L->nclasses && bytes; c++) {
+        size_t n = bytes / L->class_size[c];
+        h->tc_max[c] = (uint16_t)(n < 1 ? 1 : n > SLAB_TC_MAX_BLOCKS ? SLAB_TC_MAX_BLOCKS : n);
+        h->tc_room[c] = h->tc_max[c];
+    }
+}
+
 static struct slab_heap *heap_alloc(struct slab_lane *L) {
     struct slab_heap *h = meta_alloc(&L->heaps);
     if (h) {
         heap_reset(h, SLAB_HEAP_LIVE);
         h->lane = L;
+        heap_tc_size(h, L);
     }
     return h;
 }
@@ -957,6 +1015,7 @@ static void slab_disown(struct slab *sl) {
 
 /* Gives up every slab and segment of h (its thread is ending). */
 static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
+    tc_flush_all(h);
     flush_stats(L, h);
     for (unsigned c = 0; c < L->nclasses; c++) {
         h->cur[c] = &sentinel_slab;

@@ -162,6 +162,22 @@ struct slab_heap {
     struct slab_segment *segs_drain;    /* DRAINING segments with an unassigned slab */
     struct slab_segment *segs_full;     /* segments with none (either tier) */
     uint32_t kind;                      /* SLAB_HEAP_* */
+    /* The block cache (lanes with a tc_opt): blocks of this heap's own slabs
+     * that it freed, per class, LIFO, linked through their first word and
+     * marked freed. They count as free in their slab's used, as blocks on
+     * its own list do; the cache is only another list, across slabs. The
+     * next malloc of the class pops one before looking at a slab, so a
+     * program that frees and allocates in turn pays a push and a pop
+     * whichever slabs its blocks are in, where it paid a search for a slab
+     * with a free block whenever the current one ran out. At most tc_max[cls]
+     * blocks; beyond that a free goes to its slab's list. A slab released
+     * takes its blocks out of the cache first (tc_forget), and an exiting
+     * heap puts them back on their slabs' lists (tc_flush_all), so the
+     * cache never holds a slab in use nor a block of a slab it left. */
+    void *tc[SLAB_MAX_CLASSES];
+#define SLAB_TC_MAX_BLOCKS 16           /* tc_max's bound, however small the blocks */
+    uint16_t tc_room[SLAB_MAX_CLASSES]; /* blocks tc[cls] may take yet */
+    uint16_t tc_max[SLAB_MAX_CLASSES];  /* tc_room when empty; 0: no block cache */
 };
 
 enum { SLAB_HEAP_LIVE = 1, SLAB_HEAP_EMPTY = 2, SLAB_HEAP_DEAD = 3, SLAB_HEAP_ORPHAN = 4 };
@@ -178,6 +194,9 @@ struct slab_lane {
     int cap_opt;                        /* option: MiB cap on the segments mapped, or 0
                                            (HAK_OPT_MODE, never a cap) for no cap */
     bool use_cap_mid;                   /* keep the policy's cap_mid empty slabs per class */
+    int tc_opt;                         /* option: KiB of freed blocks per class in a
+                                           heap's block cache, or 0 (HAK_OPT_MODE, never
+                                           a cache size) for none */
     /* state */
     pthread_mutex_t lock;               /* abandoned, cache */
     pthread_mutex_t orphan_lock;        /* orphan heap */
@@ -310,14 +329,35 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
     return p;
 }
 
+/* Pops a block of class cls from heap h's block cache (a lane whose slabs
+ * are 1 << slab_shift bytes); NULL when it has none (lanes without the
+ * cache always). */
+static HAK_ALWAYS_INLINE void *slab_tc_pop(struct slab_heap *h, unsigned cls,
+                                           unsigned slab_shift) {
+    void *p = h->tc[cls];
+    if (HAK_LIKELY(p != NULL)) {
+        h->tc[cls] = SLAB_LINK_DECODE(*(void **)p, p);
+        h->tc_room[cls]++;
+        uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
+        slab_of(p, seg, slab_shift)->used++;
+        *slab_mark_of(p) = 0;
+        if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
+        slab_count_op(h);
+    }
+    return p;
+}
+
 /* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes.
  * The fast case: p starts a block handed out from a slab of heap h that
  * keeps more blocks out than its fast_floor (0 for the current slab, 1 for
  * the others, most of its blocks on the full list), and p carries no
- * double-free mark; everything else (and every misuse) goes to
- * slab_free_slow, which checks it all again. */
-static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
-                                             struct slab_heap *h, hak_call_t call) {
+ * double-free mark; then p goes on the heap's block cache while that has
+ * room (tc, a constant: lanes with the cache), else on its slab's list.
+ * Everything else (and every misuse) goes to slab_free_slow, which checks
+ * it all again. */
+static HAK_ALWAYS_INLINE void slab_free_fast_impl(void *p, uintptr_t seg, unsigned slab_shift,
+                                                  struct slab_heap *h, hak_call_t call,
+                                                  bool tc) {
     struct slab *sl = slab_of(p, seg, slab_shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
     uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
@@ -328,14 +368,38 @@ static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned sl
                    off < atomic_load_relaxed(&sl->carved) && *slab_mark_of(p) != mark &&
                    sl->used > sl->fast_floor)) {
         *slab_mark_of(p) = mark;
+        sl->used--;
+        if (tc) {
+            unsigned cls = sl->cls;
+            uint16_t room = h->tc_room[cls];
+            if (HAK_LIKELY(room != 0)) {
+                *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
+                h->tc[cls] = p;
+                h->tc_room[cls] = (uint16_t)(room - 1);
+                if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][cls]++;
+                slab_count_op(h);
+                return;
+            }
+        }
         *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
         sl->free = p;
-        sl->used--;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
         slab_count_op(h);
         return;
     }
     slab_free_slow(sl, p, h, call);
+}
+
+/* The free fast path of a lane without the block cache. */
+static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
+                                             struct slab_heap *h, hak_call_t call) {
+    slab_free_fast_impl(p, seg, slab_shift, h, call, false);
+}
+
+/* The free fast path of a lane with the block cache. */
+static HAK_ALWAYS_INLINE void slab_free_fast_tc(void *p, uintptr_t seg, unsigned slab_shift,
+                                                struct slab_heap *h, hak_call_t call) {
+    slab_free_fast_impl(p, seg, slab_shift, h, call, true);
 }
 
 #endif /* HAK_SLAB_H */

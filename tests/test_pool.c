@@ -46,3 +46,81 @@ Test(pool, double_free_and_interior_pointer_abort_with_message) { check_misuse(&
 Test(pool, blocks_of_an_exited_thread_freed_later_return_memory) {
     check_abandoned_blocks_return_memory(&pool, 8000, 96 * MiB);
 }
+
+/* ---- the block cache (HAKMEM_POOL_TCACHE_KB; none in -Dsecure) ---------- */
+
+static void require_block_cache(void) {
+    require_lane(&pool);
+    if (HAK_SECURE) cr_skip_test("-Dsecure: the pool lane has no block cache");
+    const char *kb = getenv("HAKMEM_POOL_TCACHE_KB"), *mode = getenv("HAKMEM_MODE");
+    if ((kb && atoi(kb) == 0) || (!kb && mode && strcmp(mode, "minimal") == 0))
+        cr_skip_test("the block cache is off");
+}
+
+static uintptr_t slab_no(const void *p) { return (uintptr_t)p / pool.slab_size; }
+
+/* A block freed in a slab other than the one the heap allocates from is the
+ * next malloc of its class: without the cache the malloc took a block of
+ * the current slab, and a working set spread over several slabs searched
+ * for a slab with a free block whenever the current one ran out. */
+Test(pool, freed_block_of_another_slab_is_the_next_malloc) {
+    require_block_cache();
+    size_t size = 8192, n = pool.slab_size / size * 2 + 1;
+    void **v = hak_malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) cr_assert_not_null(v[i] = hak_malloc(size));
+    cr_assert_neq(slab_no(v[0]), slab_no(v[n - 1]), "the first and last blocks share a slab");
+    for (size_t k = 0; k < 3; k++) {
+        void *old = v[k];
+        hak_free(old);
+        v[k] = hak_malloc(size);
+        cr_assert_eq(v[k], old, "block %zu: freed %p, the next malloc gave %p", k, old, v[k]);
+    }
+    for (size_t i = 0; i < n; i++) hak_free(v[i]); /* hak_free(NULL) for those left */
+    hak_free(v);
+}
+
+/* A slab whose last block is freed is released with some of its blocks in
+ * the cache: they leave the cache with it, so that no malloc of their class
+ * hands out memory of a slab it no longer owns (the slab may serve another
+ * class by then, or be purged). The next mallocs of the class come from
+ * the slabs still in use, which have free blocks. */
+Test(pool, released_slab_takes_its_blocks_out_of_the_cache) {
+    require_block_cache();
+    require_counters();
+    struct hak_policy pol = {.size = sizeof pol};
+    cr_assert_eq(hak_policy_get(&pol), 0);
+    for (unsigned c = 0; c < HAK_POLICY_CLASSES; c++) pol.cap_mid[c] = 0; /* release at once */
+    cr_assert_eq(hak_policy_set(&pol), 0);
+    size_t size = 8192, per_slab = pool.slab_size / size, n = per_slab * 2 + 1;
+    unsigned cls;
+    class_for(&pool, size, &cls);
+    void **v = hak_malloc(n * sizeof *v);
+    for (size_t i = 0; i < n; i++) cr_assert_not_null(v[i] = hak_malloc(size));
+    /* a slab all of whose blocks are ours (the first may hold someone
+     * else's: stdio's or Criterion's) */
+    uintptr_t gone = 0;
+    for (size_t i = 0; i < n && !gone; i++) {
+        size_t mine = 0;
+        for (size_t j = 0; j < n; j++) mine += slab_no(v[j]) == slab_no(v[i]);
+        if (mine == per_slab) gone = slab_no(v[i]);
+    }
+    cr_assert(gone, "no slab of %zu blocks among %zu", per_slab, n);
+    int64_t slabs = class_stats(&pool, cls).slabs;
+    for (size_t i = 0; i < n; i++)
+        if (slab_no(v[i]) == gone) {
+            hak_free(v[i]);
+            v[i] = NULL;
+        }
+    cr_assert_eq(class_stats(&pool, cls).slabs, slabs - 1, "the slab was not released");
+    /* half a slab: the slab in use with the fewest blocks has room for them
+     * (more could take a new slab, and the released one is the next) */
+    for (size_t i = 0, k = 0; i < n && k < per_slab / 2; i++) {
+        if (v[i]) continue;
+        cr_assert_not_null(v[i] = hak_malloc(size));
+        cr_assert_neq(slab_no(v[i]), gone, "malloc handed out a block of the released slab");
+        memset(v[i], 1, size);
+        k++;
+    }
+    for (size_t i = 0; i < n; i++) hak_free(v[i]); /* hak_free(NULL) for those left */
+    hak_free(v);
+}

@@ -32,6 +32,7 @@ struct slab_lane pool_slabs = {
     .class_size = pool_class_size,
     .cache_opt = HAK_OPT_POOL_SEG_CACHE,
     .use_cap_mid = true,
+    .tc_opt = HAK_OPT_POOL_TCACHE_KB,
     .carve_min = 4,
     .carve_bytes = 16384,
 };
