@@ -159,6 +159,7 @@ static size_t find_run(struct pagerun_chunk *c, size_t n, size_t step) {
 static void *take_run(struct pagerun_arena *a, struct pagerun_chunk *c, size_t i, size_t n,
                       bool *zeroed) {
     if (c->free_pages == npages - 1) a->empty--;
+    c->empty_aged = 0;
     bits_set(c->used, i, n, true);
     if (zeroed) *zeroed = !bits_any(c->dirty, i, n);
     bits_set(c->dirty, i, n, true);
@@ -223,7 +224,7 @@ static size_t run_index(struct pagerun_chunk *c, const void *p, hak_call_t call)
 
 static void mark_dirty(struct pagerun_arena *a, struct pagerun_chunk *c) {
     if (c->in_dirty) return;
-    uint64_t due = os_now_ns() + os_purge_delay_ns();
+    uint64_t due = os_now_coarse_ns() + os_purge_delay_ns(); /* a tick early at most */
     c->purge_due = due;
     c->in_dirty = 1;
     c->dirty_next = a->dirty;
@@ -352,10 +353,22 @@ static size_t purge_arena(struct pagerun_arena *a, bool all, uint64_t now, uint6
             continue;
         }
         if (c->free_pages == npages - 1 && a->empty > keep) {
-            *pp = c->dirty_next;
-            c->in_dirty = 0;
-            bytes += HAK_CHUNK;
-            chunk_release(a, c);
+            /* unmapped by the second pass that finds it empty, as a page is
+             * purged by the second pass that finds it free: a chunk that
+             * empties and fills again within a delay (blocks of a lane's
+             * larger classes come and go a few to a chunk) is not unmapped
+             * and mapped again, its pages faulted in afresh */
+            if (all || c->empty_aged) {
+                *pp = c->dirty_next;
+                c->in_dirty = 0;
+                bytes += HAK_CHUNK;
+                chunk_release(a, c);
+                continue;
+            }
+            c->empty_aged = 1;
+            c->purge_due = now + os_purge_delay_ns();
+            if (c->purge_due < *next_due) *next_due = c->purge_due;
+            pp = &c->dirty_next;
             continue;
         }
         bool more;

@@ -13,7 +13,8 @@
  * waiting for their purge, and a count of empty chunks. Freed runs stay
  * mapped and are purged (MADV_DONTNEED) once they have been free for
  * HAKMEM_PURGE_DELAY_MS; empty chunks beyond the arena's cache option are
- * unmapped then. Memory fresh from the OS, or purged, reads as zero:
+ * unmapped by the second purge pass that finds them empty (between one and
+ * two delays, as pages). Memory fresh from the OS, or purged, reads as zero:
  * pagerun_alloc says so, so that calloc skips its memset.
  *
  * Locks: each arena's lock guards all of its chunks; taken after nothing
@@ -54,6 +55,9 @@ struct pagerun_chunk {
     uint32_t no_run;                /* no free run of this many pages (unaligned)
                                        or more; npages when unknown: set by a
                                        failed search, reset by every free */
+    uint32_t empty_aged;            /* 1: empty at the last purge pass, beyond the
+                                       arena's cache: unmapped at the next one
+                                       unless a run is taken meanwhile */
     uint64_t used[PAGERUN_WORDS];   /* bit per page: allocated (page 0 always) */
     uint64_t dirty[PAGERUN_WORDS];  /* bit per page: may be non-zero */
     uint64_t aged[PAGERUN_WORDS];   /* bit per page: free and dirty at the last

@@ -102,6 +102,43 @@ Test(ace, blocks_beyond_the_cap_are_purged_after_a_burst) {
     check_burst_returns_memory(&ace, 256 * MiB);
 }
 
+/* Eight 1 MiB blocks (a chunk each: two do not fit beside the header page)
+ * taken and freed every 10 ms for about six purge delays, no cache keeping
+ * them: the chunks empty at every purge pass, four beyond the lane's cache
+ * of empty chunks (HAKMEM_ACE_CACHE_CHUNKS, 4). A chunk is unmapped only by
+ * the second pass that finds it empty, and each round takes all eight
+ * again in between: nothing is unmapped and mapped again (unmapped at the
+ * first pass, four chunks were unmapped and mapped afresh after each one).
+ * The bounds allow one stall of the test beyond a purge delay. */
+Test(ace, chunks_emptied_and_refilled_within_a_purge_delay_stay_mapped) {
+    require_lane(&ace);
+    require_counters();
+    unsigned cls;
+    class_for(&ace, 1 * MiB, &cls);
+    struct hak_policy p = policy();
+    p.cap_large[cls] = 0;
+    publish(&p);
+    hak_trim(0); /* no empty chunk left mapped */
+    struct hak_stats st0 = {.size = sizeof st0}, st1 = {.size = sizeof st1};
+    hak_stats_get(&st0);
+    void *v[8];
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int round = 0; round < 60; round++) {
+        for (int i = 0; i < 8; i++) {
+            v[i] = hak_malloc(1 * MiB);
+            cr_assert_not_null(v[i]);
+            memset(v[i], round, 4096);
+        }
+        for (int i = 0; i < 8; i++) hak_free(v[i]);
+        nanosleep(&ts, NULL);
+    }
+    hak_stats_get(&st1);
+    uint64_t maps = st1.lane[HAK_LANE_ACE].os_maps - st0.lane[HAK_LANE_ACE].os_maps;
+    uint64_t unmaps = st1.lane[HAK_LANE_ACE].os_unmaps - st0.lane[HAK_LANE_ACE].os_unmaps;
+    cr_assert(maps <= 12 && unmaps <= 4, "%llu chunks mapped, %llu unmapped for 8 blocks",
+              (unsigned long long)maps, (unsigned long long)unmaps);
+}
+
 Test(ace, grows_past_any_fixed_number_of_chunks) { check_growth(&ace, 1 * MiB, 300 * MiB); }
 
 struct xfer {
