@@ -139,6 +139,41 @@ Test(ace, chunks_emptied_and_refilled_within_a_purge_delay_stay_mapped) {
               (unsigned long long)maps, (unsigned long long)unmaps);
 }
 
+/* 1 MiB blocks, a chunk each, in more chunks than an arena's search index
+ * holds (PAGERUN_INDEX, 2048, lib/pagerun.h): the room a free leaves in a
+ * chunk beyond the index is found as in one inside it, without mapping. */
+Test(ace, room_in_chunks_beyond_the_search_index_is_reused) {
+    require_lane(&ace);
+    require_counters();
+    unsigned cls;
+    class_for(&ace, 1 * MiB, &cls);
+    struct hak_policy p = policy();
+    p.cap_large[cls] = 0;
+    publish(&p);
+    hak_trim(0);
+    enum { N = 2100 };
+    void **v = mmap_array(N);
+    for (size_t i = 0; i < N; i++) {
+        v[i] = hak_malloc(1 * MiB);
+        cr_assert_not_null(v[i]);
+        *(char *)v[i] = 1;
+    }
+    struct hak_stats st0 = {.size = sizeof st0}, st1 = {.size = sizeof st1};
+    hak_stats_get(&st0);
+    for (size_t k = 0; k < 3; k++) {
+        size_t i = k == 0 ? N - 1 : k == 1 ? 7 : N - 30;
+        void *old = v[i];
+        hak_free(old);
+        v[i] = hak_malloc(1 * MiB);
+        cr_assert_eq(v[i], old, "block %zu: %p, then %p", i, old, v[i]);
+    }
+    hak_stats_get(&st1);
+    cr_assert_eq(st1.lane[HAK_LANE_ACE].os_maps, st0.lane[HAK_LANE_ACE].os_maps);
+    for (size_t i = 0; i < N; i++) hak_free(v[i]);
+    munmap_array(v, N);
+    hak_trim(0);
+}
+
 Test(ace, grows_past_any_fixed_number_of_chunks) { check_growth(&ace, 1 * MiB, 300 * MiB); }
 
 struct xfer {
