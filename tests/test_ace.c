@@ -174,6 +174,36 @@ Test(ace, room_in_chunks_beyond_the_search_index_is_reused) {
     hak_trim(0);
 }
 
+/* 12 blocks of 256 KiB freed with cap 4: the thread's cache keeps 4 and the
+ * shared cache 8. The shared cache is not used again: the purge pass after
+ * the one that found it unused gives its 8 blocks back to their chunks
+ * (whose pages are purged in turn), so that after a burst they do not stay
+ * resident for good; the thread's own 4 stay. */
+Test(ace, an_unused_shared_cache_goes_back_to_the_chunks) {
+    require_lane(&ace);
+    require_counters();
+    unsigned cls;
+    class_for(&ace, 256 * KiB, &cls);
+    struct hak_policy p = policy();
+    p.cap_large[cls] = 4;
+    publish(&p);
+    hak_trim(0);
+    void *v[12];
+    for (int i = 0; i < 12; i++) {
+        v[i] = hak_malloc(256 * KiB);
+        cr_assert_not_null(v[i]);
+        memset(v[i], i, 256 * KiB);
+    }
+    for (int i = 0; i < 12; i++) hak_free(v[i]);
+    cr_assert_eq(runs(cls), 12);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 60; i++) { /* 600 ms (6 purge delays) of fast-path calls */
+        hak_free(hak_malloc(40 * KiB));
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(runs(cls), 4);
+}
+
 Test(ace, grows_past_any_fixed_number_of_chunks) { check_growth(&ace, 1 * MiB, 300 * MiB); }
 
 struct xfer {
