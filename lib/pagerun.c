@@ -72,6 +72,17 @@ static size_t next_set(const uint64_t *w, size_t i) {
     return npages;
 }
 
+/* Last index < i whose bit is set (page 0's bit of used[] always is). */
+static size_t prev_set(const uint64_t *w, size_t i) {
+    while (i > 0) {
+        size_t k = (i - 1) >> 6, top = (i - 1) & 63;
+        uint64_t bits = w[k] & (top == 63 ? ~(uint64_t)0 : (((uint64_t)2 << top) - 1));
+        if (bits) return (k << 6) + 63 - (size_t)HAK_CLZ64(bits);
+        i = k << 6;
+    }
+    return 0;
+}
+
 /* ---- lists (under the arena's lock) ------------------------------------ */
 
 static void list_push(struct pagerun_chunk **list, struct pagerun_chunk *c) {
@@ -104,6 +115,39 @@ static void to_full_if_full(struct pagerun_arena *a, struct pagerun_chunk *c) {
     c->on_full = 1;
 }
 
+/* ---- the search index (under the arena's lock) ------------------------ */
+
+/* Copies c's search fields into its index entry: after every change. */
+static void index_sync(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    if (c->index_slot == PAGERUN_UNINDEXED) return;
+    struct pagerun_index_entry *e = &a->index[c->index_slot];
+    e->free_pages = c->free_pages;
+    e->no_run = c->no_run;
+}
+
+static void index_add(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    if (a->nindexed == PAGERUN_INDEX) {
+        c->index_slot = PAGERUN_UNINDEXED; /* found by the walk of the avail list */
+        a->unindexed++;
+        return;
+    }
+    c->index_slot = a->nindexed;
+    a->index[a->nindexed++].chunk = c;
+    index_sync(a, c);
+}
+
+static void index_remove(struct pagerun_arena *a, struct pagerun_chunk *c) {
+    if (c->index_slot == PAGERUN_UNINDEXED) {
+        a->unindexed--;
+        return;
+    }
+    uint32_t k = c->index_slot, last = --a->nindexed;
+    if (k != last) {
+        a->index[k] = a->index[last];
+        a->index[k].chunk->index_slot = k;
+    }
+}
+
 /* ---- chunks (under the arena's lock) ------------------------------------ */
 
 /* Sets up the fresh chunk at base (mapped by the caller without the lock:
@@ -121,6 +165,7 @@ static struct pagerun_chunk *chunk_new(struct pagerun_arena *a, void *base) {
     bits_set(c->dirty, 0, 1, true);
     segmap_register((uintptr_t)base, 1, a->lane);
     list_push(&a->avail, c);
+    index_add(a, c);
     a->empty++;
     return c;
 }
@@ -128,37 +173,57 @@ static struct pagerun_chunk *chunk_new(struct pagerun_arena *a, void *base) {
 /* Unmaps empty chunk c, which is on no dirty list. */
 static void chunk_release(struct pagerun_arena *a, struct pagerun_chunk *c) {
     list_remove(c->on_full ? &a->full : &a->avail, c);
+    index_remove(a, c);
     a->empty--;
     segmap_unregister((uintptr_t)c, 1);
     os_unmap(c, HAK_CHUNK);
     stats_note_unmap(a->lane, HAK_CHUNK);
 }
 
+/* Rounds page index i up to a multiple of step (a power of two). */
+static inline size_t round_step(size_t i, size_t step) { return (i + step - 1) & ~(step - 1); }
+
 /* Finds n free pages in c whose first page index is a multiple of step
- * (step = alignment / page size, >= 1); returns the index or 0. */
+ * (step = alignment / page size, a power of two); returns the index or 0. */
 static size_t find_run(struct pagerun_chunk *c, size_t n, size_t step) {
     if (c->free_pages < n || (step == 1 && n >= c->no_run)) return 0;
-    size_t i = c->search_hint > step ? c->search_hint : step;
-    i = (i + step - 1) / step * step;
+    size_t longest = 0; /* longest free run measured */
+    size_t i = round_step(c->search_hint > step ? c->search_hint : step, step);
     while (i + n <= npages) {
-        i = next_clear(c->used, i);
-        i = (i + step - 1) / step * step;
+        i = round_step(next_clear(c->used, i), step);
         if (i + n > npages) break;
         /* the free run from i ends at the next used page: a word at a time */
         size_t j = next_set(c->used, i);
         if (j >= i + n) return i;
+        if (j - i > longest) longest = j - i;
         i = j + 1;
     }
     /* a chunk that holds no run of n pages is not searched again for one
-     * until a free makes a longer run possible (the search from the hint
-     * saw every free page: none is below it) */
-    if (step == 1 && n < c->no_run) c->no_run = (uint32_t)n;
+     * until a free makes a longer run possible: the search from the hint saw
+     * every free page (none is below it), each run measured but the last,
+     * within the npages - i pages left */
+    if (step == 1) {
+        if (i < npages && npages - i > longest) longest = npages - i;
+        if (longest + 1 < c->no_run) c->no_run = (uint32_t)(longest + 1);
+    }
     return 0;
+}
+
+/* Pages [i, i+n) of c were just freed: the longest free run grows at most
+ * to the free run they now belong to, so no_run, an upper bound, grows at
+ * most past its length. A search for a longer run then still skips c in
+ * O(1) (resetting the bound at every free had the first-fit walk scan the
+ * bitmap of every chunk that had a free since its last failed search: 13%
+ * of size_256k's time with HAKMEM_CAP_LARGE=0, every block a page run). */
+static void note_freed(struct pagerun_chunk *c, size_t i, size_t n) {
+    size_t start = prev_set(c->used, i) + 1, end = next_set(c->used, i + n);
+    if (end - start + 1 > c->no_run) c->no_run = (uint32_t)(end - start + 1);
 }
 
 static void *take_run(struct pagerun_arena *a, struct pagerun_chunk *c, size_t i, size_t n,
                       bool *zeroed) {
     if (c->free_pages == npages - 1) a->empty--;
+    c->empty_aged = 0;
     bits_set(c->used, i, n, true);
     if (zeroed) *zeroed = !bits_any(c->dirty, i, n);
     bits_set(c->dirty, i, n, true);
@@ -167,6 +232,7 @@ static void *take_run(struct pagerun_arena *a, struct pagerun_chunk *c, size_t i
     c->run[i] = (uint16_t)n;
     c->free_pages -= (uint32_t)n;
     if (i == c->search_hint) c->search_hint = (uint32_t)(i + n);
+    index_sync(a, c);
     to_full_if_full(a, c);
     return (char *)c + i * page_size();
 }
@@ -183,7 +249,18 @@ void *pagerun_alloc(struct pagerun_arena *a, size_t size, size_t align, bool *ze
     size_t step = align > page_size() ? align / page_size() : 1;
     void *p = NULL;
     pthread_mutex_lock(&a->lock);
-    for (struct pagerun_chunk *c = a->avail; c && !p; c = c->next) {
+    for (uint32_t k = 0; k < a->nindexed && !p; k++) {
+        const struct pagerun_index_entry *e = &a->index[k];
+        if (e->free_pages < n || (step == 1 && n >= e->no_run)) continue;
+        struct pagerun_chunk *c = e->chunk;
+        size_t i = find_run(c, n, step);
+        if (i)
+            p = take_run(a, c, i, n, zeroed);
+        else
+            index_sync(a, c); /* the failed search lowered no_run */
+    }
+    for (struct pagerun_chunk *c = a->unindexed ? a->avail : NULL; c && !p; c = c->next) {
+        if (c->index_slot != PAGERUN_UNINDEXED) continue;
         size_t i = find_run(c, n, step);
         if (i) p = take_run(a, c, i, n, zeroed);
     }
@@ -223,7 +300,7 @@ static size_t run_index(struct pagerun_chunk *c, const void *p, hak_call_t call)
 
 static void mark_dirty(struct pagerun_arena *a, struct pagerun_chunk *c) {
     if (c->in_dirty) return;
-    uint64_t due = os_now_ns() + os_purge_delay_ns();
+    uint64_t due = os_now_coarse_ns() + os_purge_delay_ns(); /* a tick early at most */
     c->purge_due = due;
     c->in_dirty = 1;
     c->dirty_next = a->dirty;
@@ -243,7 +320,8 @@ size_t pagerun_free(uintptr_t chunk, void *p, hak_call_t call) {
         bits_set(c->used, i, n, false);
         c->free_pages += (uint32_t)n;
         if (i < c->search_hint) c->search_hint = (uint32_t)i;
-        c->no_run = (uint32_t)npages;
+        note_freed(c, i, n);
+        index_sync(a, c);
         to_avail(a, c);
         if (c->free_pages == npages - 1) a->empty++;
         mark_dirty(a, c);
@@ -277,7 +355,8 @@ bool pagerun_resize(uintptr_t chunk, void *p, size_t new_size, int64_t *delta) {
                 c->free_pages += (uint32_t)(cur - n);
                 c->run[i] = (uint16_t)n;
                 if (i + n < c->search_hint) c->search_hint = (uint32_t)(i + n);
-                c->no_run = (uint32_t)npages;
+                note_freed(c, i + n, cur - n);
+                index_sync(a, c);
                 to_avail(a, c);
                 mark_dirty(a, c);
             }
@@ -289,6 +368,7 @@ bool pagerun_resize(uintptr_t chunk, void *p, size_t new_size, int64_t *delta) {
             bits_set(c->lazy, i + cur, n - cur, false);
             c->free_pages -= (uint32_t)(n - cur);
             c->run[i] = (uint16_t)n;
+            index_sync(a, c);
             to_full_if_full(a, c);
             ok = true;
         }
@@ -352,10 +432,22 @@ static size_t purge_arena(struct pagerun_arena *a, bool all, uint64_t now, uint6
             continue;
         }
         if (c->free_pages == npages - 1 && a->empty > keep) {
-            *pp = c->dirty_next;
-            c->in_dirty = 0;
-            bytes += HAK_CHUNK;
-            chunk_release(a, c);
+            /* unmapped by the second pass that finds it empty, as a page is
+             * purged by the second pass that finds it free: a chunk that
+             * empties and fills again within a delay (blocks of a lane's
+             * larger classes come and go a few to a chunk) is not unmapped
+             * and mapped again, its pages faulted in afresh */
+            if (all || c->empty_aged) {
+                *pp = c->dirty_next;
+                c->in_dirty = 0;
+                bytes += HAK_CHUNK;
+                chunk_release(a, c);
+                continue;
+            }
+            c->empty_aged = 1;
+            c->purge_due = now + os_purge_delay_ns();
+            if (c->purge_due < *next_due) *next_due = c->purge_due;
+            pp = &c->dirty_next;
             continue;
         }
         bool more;

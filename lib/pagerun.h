@@ -13,7 +13,8 @@
  * waiting for their purge, and a count of empty chunks. Freed runs stay
  * mapped and are purged (MADV_DONTNEED) once they have been free for
  * HAKMEM_PURGE_DELAY_MS; empty chunks beyond the arena's cache option are
- * unmapped then. Memory fresh from the OS, or purged, reads as zero:
+ * unmapped by the second purge pass that finds them empty (between one and
+ * two delays, as pages). Memory fresh from the OS, or purged, reads as zero:
  * pagerun_alloc says so, so that calloc skips its memset.
  *
  * Locks: each arena's lock guards all of its chunks; taken after nothing
@@ -52,8 +53,15 @@ struct pagerun_chunk {
     uint32_t on_full;               /* 1 while on the full list (no free page) */
     uint32_t search_hint;           /* first page that may be free */
     uint32_t no_run;                /* no free run of this many pages (unaligned)
-                                       or more; npages when unknown: set by a
-                                       failed search, reset by every free */
+                                       or more (an upper bound; npages when
+                                       unknown): lowered by a failed search,
+                                       raised by a free past the free run it
+                                       joins */
+    uint32_t index_slot;            /* its entry in the arena's index[], or
+                                       PAGERUN_UNINDEXED */
+    uint32_t empty_aged;            /* 1: empty at the last purge pass, beyond the
+                                       arena's cache: unmapped at the next one
+                                       unless a run is taken meanwhile */
     uint64_t used[PAGERUN_WORDS];   /* bit per page: allocated (page 0 always) */
     uint64_t dirty[PAGERUN_WORDS];  /* bit per page: may be non-zero */
     uint64_t aged[PAGERUN_WORDS];   /* bit per page: free and dirty at the last
@@ -66,6 +74,19 @@ struct pagerun_chunk {
 };
 _Static_assert(sizeof(struct pagerun_chunk) <= 4096, "the chunk header fits the smallest page");
 
+/* The search index: a copy of each chunk's free_pages and no_run in the
+ * arena, so that a search skips the chunks that cannot hold a run without
+ * reading their headers (each one a page of its own: a TLB and a cache miss
+ * per chunk walked, which made the walk of the avail list 12% of
+ * size_256k's time when every block is a page run). */
+#define PAGERUN_INDEX 2048          /* chunks indexed per arena (4 GiB of chunks) */
+#define PAGERUN_UNINDEXED UINT32_MAX
+struct pagerun_index_entry {
+    struct pagerun_chunk *chunk;
+    uint32_t free_pages;            /* == chunk->free_pages */
+    uint32_t no_run;                /* == chunk->no_run */
+};
+
 struct pagerun_arena {
     uint8_t lane;                   /* segment map byte and stats lane of its chunks */
     int cache_opt;                  /* option (enum hak_opt_id): empty chunks kept */
@@ -74,6 +95,10 @@ struct pagerun_arena {
     struct pagerun_chunk *full;     /* chunks with none */
     struct pagerun_chunk *dirty;    /* chunks with dirty free pages */
     size_t empty;                   /* chunks with no run (mapped) */
+    size_t unindexed;               /* chunks not in index[] (made while it was full) */
+    uint32_t nindexed;              /* entries of index[] in use; searches go
+                                       through them in order: first fit */
+    struct pagerun_index_entry index[PAGERUN_INDEX];
 };
 
 /* Sets up an arena (the lane's init; single-threaded) and registers it

@@ -102,6 +102,108 @@ Test(ace, blocks_beyond_the_cap_are_purged_after_a_burst) {
     check_burst_returns_memory(&ace, 256 * MiB);
 }
 
+/* Eight 1 MiB blocks (a chunk each: two do not fit beside the header page)
+ * taken and freed every 10 ms for about six purge delays, no cache keeping
+ * them: the chunks empty at every purge pass, four beyond the lane's cache
+ * of empty chunks (HAKMEM_ACE_CACHE_CHUNKS, 4). A chunk is unmapped only by
+ * the second pass that finds it empty, and each round takes all eight
+ * again in between: nothing is unmapped and mapped again (unmapped at the
+ * first pass, four chunks were unmapped and mapped afresh after each one).
+ * The bounds allow one stall of the test beyond a purge delay. */
+Test(ace, chunks_emptied_and_refilled_within_a_purge_delay_stay_mapped) {
+    require_lane(&ace);
+    require_counters();
+    unsigned cls;
+    class_for(&ace, 1 * MiB, &cls);
+    struct hak_policy p = policy();
+    p.cap_large[cls] = 0;
+    publish(&p);
+    hak_trim(0); /* no empty chunk left mapped */
+    struct hak_stats st0 = {.size = sizeof st0}, st1 = {.size = sizeof st1};
+    hak_stats_get(&st0);
+    void *v[8];
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int round = 0; round < 60; round++) {
+        for (int i = 0; i < 8; i++) {
+            v[i] = hak_malloc(1 * MiB);
+            cr_assert_not_null(v[i]);
+            memset(v[i], round, 4096);
+        }
+        for (int i = 0; i < 8; i++) hak_free(v[i]);
+        nanosleep(&ts, NULL);
+    }
+    hak_stats_get(&st1);
+    uint64_t maps = st1.lane[HAK_LANE_ACE].os_maps - st0.lane[HAK_LANE_ACE].os_maps;
+    uint64_t unmaps = st1.lane[HAK_LANE_ACE].os_unmaps - st0.lane[HAK_LANE_ACE].os_unmaps;
+    cr_assert(maps <= 12 && unmaps <= 4, "%llu chunks mapped, %llu unmapped for 8 blocks",
+              (unsigned long long)maps, (unsigned long long)unmaps);
+}
+
+/* 1 MiB blocks, a chunk each, in more chunks than an arena's search index
+ * holds (PAGERUN_INDEX, 2048, lib/pagerun.h): the room a free leaves in a
+ * chunk beyond the index is found as in one inside it, without mapping. */
+Test(ace, room_in_chunks_beyond_the_search_index_is_reused) {
+    require_lane(&ace);
+    require_counters();
+    unsigned cls;
+    class_for(&ace, 1 * MiB, &cls);
+    struct hak_policy p = policy();
+    p.cap_large[cls] = 0;
+    publish(&p);
+    hak_trim(0);
+    enum { N = 2100 };
+    void **v = mmap_array(N);
+    for (size_t i = 0; i < N; i++) {
+        v[i] = hak_malloc(1 * MiB);
+        cr_assert_not_null(v[i]);
+        *(char *)v[i] = 1;
+    }
+    struct hak_stats st0 = {.size = sizeof st0}, st1 = {.size = sizeof st1};
+    hak_stats_get(&st0);
+    for (size_t k = 0; k < 3; k++) {
+        size_t i = k == 0 ? N - 1 : k == 1 ? 7 : N - 30;
+        void *old = v[i];
+        hak_free(old);
+        v[i] = hak_malloc(1 * MiB);
+        cr_assert_eq(v[i], old, "block %zu: %p, then %p", i, old, v[i]);
+    }
+    hak_stats_get(&st1);
+    cr_assert_eq(st1.lane[HAK_LANE_ACE].os_maps, st0.lane[HAK_LANE_ACE].os_maps);
+    for (size_t i = 0; i < N; i++) hak_free(v[i]);
+    munmap_array(v, N);
+    hak_trim(0);
+}
+
+/* 12 blocks of 256 KiB freed with cap 4: the thread's cache keeps 4 and the
+ * shared cache 8. The shared cache is not used again: the purge pass after
+ * the one that found it unused gives its 8 blocks back to their chunks
+ * (whose pages are purged in turn), so that after a burst they do not stay
+ * resident for good; the thread's own 4 stay. */
+Test(ace, an_unused_shared_cache_goes_back_to_the_chunks) {
+    require_lane(&ace);
+    require_counters();
+    unsigned cls;
+    class_for(&ace, 256 * KiB, &cls);
+    struct hak_policy p = policy();
+    p.cap_large[cls] = 4;
+    publish(&p);
+    hak_trim(0);
+    void *v[12];
+    for (int i = 0; i < 12; i++) {
+        v[i] = hak_malloc(256 * KiB);
+        cr_assert_not_null(v[i]);
+        memset(v[i], i, 256 * KiB);
+    }
+    for (int i = 0; i < 12; i++) hak_free(v[i]);
+    cr_assert_eq(runs(cls), 12);
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 60; i++) { /* 600 ms (6 purge delays) of fast-path calls */
+        hak_free(hak_malloc(40 * KiB));
+        nanosleep(&ts, NULL);
+    }
+    cr_assert_eq(runs(cls), 4);
+}
+
 Test(ace, grows_past_any_fixed_number_of_chunks) { check_growth(&ace, 1 * MiB, 300 * MiB); }
 
 struct xfer {

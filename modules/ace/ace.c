@@ -49,6 +49,11 @@ static struct {
     uint32_t count;
     void *slot[SHARED_MAX];
 } shared[ACE_CLASSES];
+/* Under shared_lock: the class's shared cache held blocks at the last purge
+ * pass and has not been used since; the next pass gives them back to their
+ * chunks (whose pages are purged in turn), so that blocks parked there
+ * after a burst do not stay resident for good. */
+static bool shared_aged[ACE_CLASSES];
 
 #define ACE_STATS_FLUSH_EVERY 64
 
@@ -81,8 +86,11 @@ static void release_block(void *p, unsigned cls) {
     atomic_store_relaxed(tag_of(p), (uint8_t)((cls + 1) | ACE_TAG_CACHED));
     pthread_mutex_lock(&shared_lock);
     if (shared[cls].count < cap) {
+        bool first = shared[cls].count == 0;
         shared[cls].slot[shared[cls].count++] = p;
+        shared_aged[cls] = false;
         pthread_mutex_unlock(&shared_lock);
+        if (first) os_purge_schedule(os_now_coarse_ns() + os_purge_delay_ns());
         return;
     }
     pthread_mutex_unlock(&shared_lock);
@@ -139,6 +147,32 @@ static void *take(struct ace_tcache *t, unsigned cls) {
 
 static void *alloc_refill(size_t size, struct ace_tcache *t);
 
+/* The lane's purger (lib/os.h): the shared caches of classes unused for
+ * a pass go back to their chunks (all of them when all). */
+static size_t ace_purge(bool all, uint64_t now, uint64_t *next_due) {
+    size_t bytes = 0;
+    bool pending = false;
+    for (unsigned c = 0; c < ACE_CLASSES; c++) {
+        void *v[SHARED_MAX];
+        uint32_t n = 0;
+        pthread_mutex_lock(&shared_lock);
+        if (shared[c].count != 0 && (all || shared_aged[c])) {
+            n = shared[c].count;
+            memcpy(v, shared[c].slot, n * sizeof v[0]);
+            shared[c].count = 0;
+        } else if (shared[c].count != 0) {
+            shared_aged[c] = true;
+            pending = true;
+        }
+        pthread_mutex_unlock(&shared_lock);
+        for (uint32_t i = 0; i < n; i++) run_free(v[i], c);
+        bytes += (size_t)n * ace_class_size[c];
+    }
+    uint64_t due = now + os_purge_delay_ns();
+    if (pending && due < *next_due) *next_due = due;
+    return bytes;
+}
+
 /* A sampled slow path timed for the learner's refill-latency percentile. */
 #define ACE_TIMING_EVERY 8
 
@@ -183,6 +217,7 @@ static void *alloc_refill(size_t size, struct ace_tcache *t) {
             if (want > room) want = room;
             if (want == 0) want = 1; /* take one even with no room to keep more */
             if (want > n) want = n;
+            shared_aged[k] = false;
             for (uint32_t i = 0; i < want; i++) {
                 void *p = shared[k].slot[--shared[k].count];
                 if (t->count[k] < t->limit[k]) {
@@ -259,6 +294,7 @@ static int ace_init(void) {
     ace_page_shift = (unsigned)HAK_CTZ64(os_page_size);
     meta_pool_init(&tcaches, sizeof(struct ace_tcache), HAK_LANE_ACE);
     pagerun_arena_init(&ace_runs);
+    os_purge_register(ace_purge);
     learn_register();
     return 0;
 }
@@ -307,20 +343,10 @@ static void ace_thread_exit(void) {
 }
 
 static size_t ace_trim(void) {
-    size_t bytes = 0;
     struct ace_tcache *t = ace_tls;
     if (t->kind == ACE_TC_LIVE) tcache_flush(t);
-    for (unsigned c = 0; c < ACE_CLASSES; c++) {
-        for (;;) {
-            pthread_mutex_lock(&shared_lock);
-            void *p = shared[c].count ? shared[c].slot[--shared[c].count] : NULL;
-            pthread_mutex_unlock(&shared_lock);
-            if (!p) break;
-            run_free(p, c);
-            bytes += ace_class_size[c];
-        }
-    }
-    return bytes;
+    uint64_t next_due = UINT64_MAX;
+    return ace_purge(true, 0, &next_due); /* every shared cache to the chunks */
 }
 
 static void ace_fork_prepare(void) {
