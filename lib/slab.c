@@ -184,9 +184,10 @@ static void heap_notify_push(struct slab_heap *h, struct slab *sl) {
                                                     memory_order_relaxed));
 }
 
-/* Pushes p onto sl's remote list, handing a slab its owner set aside as
+/* Pushes the chain head..tail (linked, tail's link unset) of blocks of sl
+ * onto sl's remote list with one CAS, handing a slab its owner set aside as
  * full back to the owner. Any thread, lock-free. */
-static void free_remote(struct slab *sl, void *p) {
+static void free_remote(struct slab *sl, void *head, void *tail) {
     uintptr_t old = atomic_load_relaxed(&sl->remote);
     for (;;) {
         if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFY) {
@@ -196,19 +197,39 @@ static void free_remote(struct slab *sl, void *p) {
             heap_notify_push(atomic_load_acquire(&sl->owner), sl);
             old = busy;
             for (;;) {
-                *(void **)p = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, p);
-                if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | SLAB_RS_NORMAL))
+                *(void **)tail = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, tail);
+                if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)head | SLAB_RS_NORMAL))
                     return;
             }
         }
-        *(void **)p = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, p);
-        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | (old & SLAB_RS_MASK))) {
-            /* the first block back to an abandoned slab: the purger takes
+        *(void **)tail = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, tail);
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)head | (old & SLAB_RS_MASK))) {
+            /* the first blocks back to an abandoned slab: the purger takes
              * such blocks back (reclaim_abandoned) */
             if (old == SLAB_RS_NEVER) os_purge_schedule(os_now_ns() + os_purge_delay_ns());
             return;
         }
     }
+}
+
+/* The slot of h->rbuf for blocks of sl: slabs of one segment take
+ * consecutive slots (a segment's slabs are 256 bytes apart). */
+static inline unsigned rbuf_slot(const struct slab *sl) {
+    uintptr_t a = (uintptr_t)sl;
+    return (unsigned)(((a >> 8) ^ (a >> HAK_CHUNK_SHIFT)) & (SLAB_RBUF_SLOTS - 1));
+}
+
+/* Pushes the chain of slot b of h (the calling thread's heap). */
+static void rbuf_push(struct slab_heap *h, struct slab_rbuf *b) {
+    free_remote(b->sl, b->head, b->tail);
+    b->sl = NULL;
+    h->rbuf_used--;
+}
+
+/* Pushes every chain h (the calling thread's heap) keeps. */
+static void rbuf_flush(struct slab_heap *h) {
+    for (unsigned i = 0; h->rbuf_used != 0 && i < SLAB_RBUF_SLOTS; i++)
+        if (h->rbuf[i].sl) rbuf_push(h, &h->rbuf[i]);
 }
 
 /* Takes sl's whole remote list onto its local free list (owner, or the
@@ -799,6 +820,7 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
     }
     void *p = slab_pop_fast(h, cls);
     if (p) return p;
+    if (h->rbuf_used) rbuf_flush(h); /* a slow path: what it holds of others' goes home */
     os_purge_tick();
     if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_refills][cls]++;
     if (!HAK_BENCH_MINIMAL && ++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
@@ -860,38 +882,87 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
     }
 }
 
+/* Frees p, a block of another heap's slab sl (marked freed already), for
+ * the calling thread, whose heap is me: into a
+ * chain of me's remote buffer, or straight onto sl's remote list for a
+ * thread without a live heap and for big blocks. */
+static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_heap *me) {
+    uint32_t bs = sl->block_size;
+    unsigned cls = sl->cls; /* read before the push: the owner may reuse the slab */
+    if (HAK_UNLIKELY(me->kind == SLAB_HEAP_EMPTY)) {
+        /* a thread that frees before it allocates (a consumer) gets its
+         * heap here: its counters and its remote buffer live there */
+        struct slab_heap *h = heap_alloc(L);
+        if (h) {
+            *L->tls() = me = h;
+            hak_thread_attach();
+        }
+    }
+    if (HAK_UNLIKELY(me->kind != SLAB_HEAP_LIVE)) {
+        free_remote(sl, p, p);
+        if (!HAK_BENCH_MINIMAL) {
+            stats_note_free(L->id, bs);
+            atomic_fetch_add_relaxed(&stats_classes[L->id][cls].c[HAK_CCTR_frees], 1);
+            atomic_fetch_add_relaxed(&stats_classes[L->id][cls].c[HAK_CCTR_remote_frees], 1);
+        }
+        os_purge_tick();
+        return;
+    }
+    if (!HAK_BENCH_MINIMAL) {
+        me->stats.cls[HAK_CCTR_frees][cls]++;
+        me->stats.cls[HAK_CCTR_remote_frees][cls]++;
+    }
+    slab_count_op(me);
+    struct slab_rbuf *b = &me->rbuf[rbuf_slot(sl)];
+    if (HAK_LIKELY(b->sl == sl)) {
+        *(void **)p = SLAB_LINK_ENCODE(b->head, p);
+        b->head = p;
+        if (--b->left != 0) return;
+        rbuf_push(me, b);
+    } else {
+        if (b->sl) rbuf_push(me, b);
+        uint32_t cap = SLAB_RBUF_BYTES / bs;
+        if (cap > SLAB_RBUF_BLOCKS) cap = SLAB_RBUF_BLOCKS;
+        if (cap > 1) {
+            b->sl = sl;
+            b->head = b->tail = p;
+            b->left = cap - 1;
+            me->rbuf_used++;
+            return;
+        }
+        free_remote(sl, p, p);
+    }
+    /* a push: the rare events a free-only thread sees */
+    if (!HAK_BENCH_MINIMAL && ++me->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
+        me->slow_calls = 0;
+        flush_stats(L, me);
+    }
+    os_purge_tick();
+}
+
 void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
     struct slab_segment *s = segment_of(sl);
-    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << s->lane->slab_shift) - 1));
+    struct slab_lane *L = s->lane;
+    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << L->slab_shift) - 1));
     uint32_t bs = sl->block_size;
     if (s->magic != SLAB_SEG_MAGIC || bs == 0) {
         hak_report_misuse(call, p, "invalid pointer (not a block)");
         return;
     }
-    if (off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
+    /* off / bs by the slab's reciprocal, as the fast path (no division) */
+    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
+    if (idx * bs != off || off >= atomic_load_relaxed(&sl->carved)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return;
     }
-    uint8_t lane = s->lane->id;
-    if (*slab_mark_of(p) == slab_mark(p) || (atomic_load_relaxed(&sl->owner) == me && sl->free == p)) {
+    bool mine = atomic_load_relaxed(&sl->owner) == me;
+    if (*slab_mark_of(p) == slab_mark(p) || (mine && sl->free == p)) {
         hak_report_misuse(call, p, "double free");
         return;
     }
     *slab_mark_of(p) = slab_mark(p);
-    if (atomic_load_relaxed(&sl->owner) != me) {
-        unsigned cls = sl->cls; /* read before the push: the owner may reuse the slab */
-        free_remote(sl, p);
-        if (!HAK_BENCH_MINIMAL) {
-            if (me->kind == SLAB_HEAP_LIVE) {
-                me->stats.cls[HAK_CCTR_frees][cls]++;
-                me->stats.cls[HAK_CCTR_remote_frees][cls]++;
-            } else {
-                stats_note_free(lane, bs);
-                atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[HAK_CCTR_frees], 1);
-                atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[HAK_CCTR_remote_frees], 1);
-            }
-        }
-        os_purge_tick();
+    if (!mine) {
+        free_mt(L, sl, p, me);
         return;
     }
     if (sl->used == 0) {
@@ -1020,11 +1091,13 @@ void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls) {
     struct slab_heap *h = *tls;
     if (h->kind != SLAB_HEAP_LIVE) return;
     *tls = &slab_heap_dead;
+    rbuf_flush(h);
     heap_abandon(L, h);
     os_purge_tick(); /* what it released has purges due: make sure a purger runs */
 }
 
-size_t slab_trim(struct slab_lane *L) {
+size_t slab_trim(struct slab_lane *L, struct slab_heap **tls) {
+    if ((*tls)->kind == SLAB_HEAP_LIVE) rbuf_flush(*tls);
     pthread_mutex_lock(&L->lock);
     size_t bytes = reclaim_abandoned(L);
     pthread_mutex_unlock(&L->lock);

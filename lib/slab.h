@@ -89,22 +89,31 @@ struct slab_lane;
 
 /* Invariant (owner's view): used == blocks handed out - blocks returned to
  * the free list (locally, or collected from the remote list); blocks still
- * on the remote list count as used. Unassigned: block_size == 0, carved == 0. */
+ * on the remote list, or batched in another thread's remote buffer, count
+ * as used. Unassigned: block_size == 0, carved == 0.
+ *
+ * Three cache lines by who writes them: every free reads the first (is
+ * the block valid, whose is it) but only assignment, release and carving
+ * write it; the owner's allocations and frees write the second; other
+ * threads write the third. With the owner's free list on the same line as
+ * the fields a remote free reads, a producer/consumer pair moved that line
+ * between the two cores twice per block (the owner's pop wrote it, the
+ * consumer's free read it). */
 struct slab {
-    /* line 1: the owner's hot fields */
-    void *free;                      /* local free list (owner only) */
-    uint32_t used;                   /* blocks out, see above */
-    uint32_t block_size;             /* bytes; 0 when unassigned */
-    struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
+    /* line 1: read by every free; written at assignment, release, carve */
     uint64_t div_magic;              /* ceil(2^40 / block_size): offset -> index,
                                         exact for offsets < 2^20 */
+    struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
+    uint32_t block_size;             /* bytes; 0 when unassigned */
     _Atomic uint32_t carved;         /* bytes carved into blocks so far (written by
                                         the owner; read by any thread's free,
                                         hence relaxed atomic) */
     uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
     uint8_t cls;                     /* size class */
-    uint8_t where;                   /* SLAB_ON_* */
     uint8_t index;                   /* slab number in its segment */
+    /* line 2: the owner's hot fields */
+    _Alignas(64) void *free;         /* local free list (owner only) */
+    uint32_t used;                   /* blocks out, see above */
     uint32_t fast_floor;             /* the owner's frees take the fast path while
                                         used > this: 0 for the heap's current slab
                                         (it stays current when empty), 1 for the
@@ -113,16 +122,21 @@ struct slab {
                                         blocks on the full list (the slow path
                                         moves it to avail below that: see
                                         full_floor), UINT32_MAX when unowned */
+    uint8_t where;                   /* SLAB_ON_* */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
-    /* line 2: written by other threads */
+    /* line 3: written by other threads */
     _Alignas(64) _Atomic uintptr_t remote; /* remote free list | SLAB_RS_* */
     struct slab *notify_next;        /* in owner->notify */
     _Atomic uint8_t in_notify;       /* 1 from a freer's push onto owner->notify
                                         until the owner drains it */
     _Atomic uint8_t pstate;          /* SLAB_P_*: the purger's view of the slab */
     uint64_t freed_at;               /* ns: when it was last released (DIRTY) */
+    /* line 4: padding, so that slab_of is a shift */
+    _Alignas(64) uint8_t pad;
 };
-_Static_assert(sizeof(struct slab) == 128, "two cache lines, a power of two");
+_Static_assert(sizeof(struct slab) == 256, "four cache lines, a power of two");
+_Static_assert(offsetof(struct slab, free) == 64 && offsetof(struct slab, remote) == 128,
+               "the owner's and the remote freers' fields start their own cache lines");
 
 struct slab_segment {
     uint32_t magic;                  /* SLAB_SEG_MAGIC */
@@ -146,6 +160,27 @@ struct slab_list {
     struct slab *head, *tail;
 };
 
+/* Remote-free batching: a thread that frees another thread's blocks keeps
+ * them in a small table of chains, one chain per slab (a slot chosen by
+ * the slab's address), and pushes a whole chain onto the slab's remote
+ * list with one CAS: when the chain holds SLAB_RBUF_BYTES or
+ * SLAB_RBUF_BLOCKS, when a block of another slab needs its slot, when the
+ * thread takes an allocation slow path, at malloc_trim and at thread exit.
+ * So a thread keeps at most SLAB_RBUF_SLOTS chains of other threads'
+ * blocks back (64 KiB at most); a block in a chain counts as used by its
+ * slab (the slab cannot be released under it) and carries the freed-block
+ * mark (a second free of it is reported). Blocks of SLAB_RBUF_BYTES or
+ * more are pushed one by one. */
+#define SLAB_RBUF_SLOTS 16   /* a power of two */
+#define SLAB_RBUF_BYTES 4096
+#define SLAB_RBUF_BLOCKS 32
+
+struct slab_rbuf {
+    struct slab *sl;   /* the chain's slab (another heap's); NULL: slot empty */
+    void *head, *tail; /* the chain, linked as on a free list; tail's link unset */
+    uint32_t left;     /* blocks the chain takes before it is pushed */
+};
+
 struct slab_heap {
     struct slab *cur[SLAB_MAX_CLASSES]; /* current slab of each class; never NULL
                                            (the sentinel slab when none) */
@@ -157,11 +192,15 @@ struct slab_heap {
                                                  slabs back from full go last, so
                                                  they gather frees before reuse */
     struct slab_list full[SLAB_MAX_CLASSES];  /* slabs put aside as full (NOTIFY) */
-    struct slab *_Atomic notify;        /* full slabs that got a remote free */
     struct slab_segment *segs;          /* HOT segments with an unassigned slab */
     struct slab_segment *segs_drain;    /* DRAINING segments with an unassigned slab */
     struct slab_segment *segs_full;     /* segments with none (either tier) */
     uint32_t kind;                      /* SLAB_HEAP_* */
+    uint32_t rbuf_used;                 /* slots of rbuf holding a chain */
+    struct slab_rbuf rbuf[SLAB_RBUF_SLOTS]; /* other heaps' blocks this thread freed,
+                                               not pushed yet (see above) */
+    /* the only field other threads write, on a line of its own */
+    _Alignas(64) struct slab *_Atomic notify; /* full slabs that got a remote free */
 };
 
 enum { SLAB_HEAP_LIVE = 1, SLAB_HEAP_EMPTY = 2, SLAB_HEAP_DEAD = 3, SLAB_HEAP_ORPHAN = 4 };
@@ -178,6 +217,8 @@ struct slab_lane {
     int cap_opt;                        /* option: MiB cap on the segments mapped, or 0
                                            (HAK_OPT_MODE, never a cap) for no cap */
     bool use_cap_mid;                   /* keep the policy's cap_mid empty slabs per class */
+    struct slab_heap **(*tls)(void);    /* the calling thread's TLS heap pointer (for a
+                                           thread whose first call is a free) */
     /* state */
     pthread_mutex_t lock;               /* abandoned, cache */
     pthread_mutex_t orphan_lock;        /* orphan heap */
@@ -215,7 +256,9 @@ static inline struct slab *slab_of(const void *p, uintptr_t seg, unsigned slab_s
     return &((struct slab_segment *)seg)->slabs[((uintptr_t)p - seg) >> slab_shift];
 }
 void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls);
-size_t slab_trim(struct slab_lane *L);
+/* Pushes the remote-free chains of the calling thread (heap *tls), then
+ * takes back what exited threads' segments got meanwhile. */
+size_t slab_trim(struct slab_lane *L, struct slab_heap **tls);
 /* Flushes h's batched counters (h: the calling thread's heap). */
 void slab_flush_stats(struct slab_lane *L, struct slab_heap *h);
 void slab_fork_prepare(struct slab_lane *L);
@@ -229,7 +272,7 @@ void slab_fork_child(struct slab_lane *L, struct slab_heap *h);
  * _fork_child and _flush_stats, for the engine lane L and TLS pointer tls. */
 #define SLAB_LANE_FORWARDERS(name, L, tls)                                      \
     static void name##_thread_exit(void) { slab_thread_exit(&(L), &(tls)); }   \
-    static size_t name##_trim(void) { return slab_trim(&(L)); }                \
+    static size_t name##_trim(void) { return slab_trim(&(L), &(tls)); }        \
     static void name##_fork_prepare(void) { slab_fork_prepare(&(L)); }         \
     static void name##_fork_parent(void) { slab_fork_parent(&(L)); }           \
     static void name##_fork_child(void) { slab_fork_child(&(L), (tls)); }      \

@@ -24,8 +24,10 @@ const uint8_t pool_class_of[HAK_POOL_MAX >> 8] = {
 };
 
 HAK_TLS_IE struct slab_heap *pool_tls_heap = &slab_heap_empty;
+static struct slab_heap **pool_tls(void) { return &pool_tls_heap; }
 
 struct slab_lane pool_slabs = {
+    .tls = pool_tls,
     .id = HAK_LANE_POOL,
     .slab_shift = POOL_SLAB_SHIFT,
     .nclasses = POOL_CLASSES,

@@ -23,8 +23,10 @@ const uint8_t tiny_class_of[(HAK_TINY_MAX >> 3) + 1] = {
 };
 
 HAK_TLS_IE struct slab_heap *tiny_tls_heap = &slab_heap_empty;
+static struct slab_heap **tiny_tls(void) { return &tiny_tls_heap; }
 
 struct slab_lane tiny_slabs = {
+    .tls = tiny_tls,
     .id = HAK_LANE_TINY,
     .slab_shift = TINY_SLAB_SHIFT,
     .nclasses = TINY_CLASSES,
