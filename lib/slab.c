@@ -184,12 +184,14 @@ static void heap_notify_push(struct slab_heap *h, struct slab *sl) {
                                                     memory_order_relaxed));
 }
 
-/* Pushes the chain head..tail (linked, tail's link unset) of blocks of sl
- * onto sl's remote list with one CAS, handing a slab its owner set aside as
- * full back to the owner. Any thread, lock-free. */
-static void free_remote(struct slab *sl, void *head, void *tail) {
+/* Pushes the chain head..tail (n blocks, linked, tail's link unset) of
+ * blocks of sl onto sl's remote list with one CAS, handing a slab its owner
+ * set aside as full back to the owner. Any thread, lock-free. */
+static void free_remote(struct slab *sl, void *head, void *tail, uint32_t n) {
+    uintptr_t add = (uintptr_t)head + ((uintptr_t)n << SLAB_RC_SHIFT);
     uintptr_t old = atomic_load_relaxed(&sl->remote);
     for (;;) {
+        uintptr_t count = old & ~(((uintptr_t)1 << SLAB_RC_SHIFT) - 1);
         if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFY) {
             uintptr_t busy = (old & ~SLAB_RS_MASK) | SLAB_RS_NOTIFYING;
             if (!atomic_cas_weak_acq_rel(&sl->remote, &old, busy)) continue;
@@ -197,13 +199,14 @@ static void free_remote(struct slab *sl, void *head, void *tail) {
             heap_notify_push(atomic_load_acquire(&sl->owner), sl);
             old = busy;
             for (;;) {
-                *(void **)tail = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, tail);
-                if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)head | SLAB_RS_NORMAL))
+                count = old & ~(((uintptr_t)1 << SLAB_RC_SHIFT) - 1);
+                *(void **)tail = SLAB_LINK_ENCODE(slab_remote_list(old), tail);
+                if (atomic_cas_weak_acq_rel(&sl->remote, &old, (count + add) | SLAB_RS_NORMAL))
                     return;
             }
         }
-        *(void **)tail = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, tail);
-        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)head | (old & SLAB_RS_MASK))) {
+        *(void **)tail = SLAB_LINK_ENCODE(slab_remote_list(old), tail);
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (count + add) | (old & SLAB_RS_MASK))) {
             /* the first blocks back to an abandoned slab: the purger takes
              * such blocks back (reclaim_abandoned) */
             if (old == SLAB_RS_NEVER) os_purge_schedule(os_now_ns() + os_purge_delay_ns());
@@ -221,7 +224,7 @@ static inline unsigned rbuf_slot(const struct slab *sl) {
 
 /* Pushes the chain of slot b of h (the calling thread's heap). */
 static void rbuf_push(struct slab_heap *h, struct slab_rbuf *b) {
-    free_remote(b->sl, b->head, b->tail);
+    free_remote(b->sl, b->head, b->tail, b->n);
     b->sl = NULL;
     h->rbuf_used--;
 }
@@ -234,25 +237,33 @@ static void rbuf_flush(struct slab_heap *h) {
 
 /* Takes sl's whole remote list onto its local free list (owner, or the
  * holder of the lane lock for an abandoned slab), setting the state to
- * new_state when set_state, else keeping it. Returns the blocks taken. */
+ * new_state when set_state, else keeping it. Returns the blocks taken.
+ * The list's length comes with it in the remote word: onto an empty free
+ * list (a refill) it is taken without touching its blocks. */
 static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_state) {
     uintptr_t old = atomic_load_relaxed(&sl->remote);
     for (;;) {
-        if ((old & ~SLAB_RS_MASK) == 0 && !set_state) return 0;
+        if (slab_remote_list(old) == NULL && !set_state) return 0;
         uintptr_t nw = set_state ? new_state : (old & SLAB_RS_MASK);
         if (atomic_cas_weak_acq_rel(&sl->remote, &old, nw)) break;
     }
-    void *list = (void *)(old & ~SLAB_RS_MASK);
+    void *list = slab_remote_list(old);
     if (!list) return 0;
     uint64_t t0 = prof_start();
-    uint32_t n = 1;
-    void *tail = list;
-    for (void *next; (next = SLAB_LINK_DECODE(*(void **)tail, tail)) != NULL; n++) {
-        slab_link_check(tail, next);
-        tail = next;
+    uint32_t n = slab_remote_count(old);
+    if (sl->free == NULL && !HAK_DEBUG_CHECKS) {
+        sl->free = list;
+    } else {
+        uint32_t walked = 1;
+        void *tail = list;
+        for (void *next; (next = SLAB_LINK_DECODE(*(void **)tail, tail)) != NULL; walked++) {
+            slab_link_check(tail, next);
+            tail = next;
+        }
+        hak_assert(walked == n);
+        *(void **)tail = SLAB_LINK_ENCODE(sl->free, tail);
+        sl->free = list;
     }
-    *(void **)tail = SLAB_LINK_ENCODE(sl->free, tail);
-    sl->free = list;
     hak_assert(sl->used >= n);
     sl->used -= n;
     prof_stop(HAK_PROF_REMOTE_DRAIN, t0);
@@ -267,7 +278,7 @@ static bool try_mark_full(struct slab *sl) {
     if (atomic_load_acquire(&sl->in_notify)) return false;
     uintptr_t old = atomic_load_relaxed(&sl->remote);
     for (;;) {
-        if ((old & ~SLAB_RS_MASK) != 0) return false;
+        if (slab_remote_list(old) != NULL) return false;
         if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFYING) return false;
         if (atomic_cas_weak_acq_rel(&sl->remote, &old, SLAB_RS_NOTIFY)) return true;
     }
@@ -564,6 +575,8 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
 }
 
 void slab_lane_init(struct slab_lane *L) {
+    /* the remote word counts a slab's blocks in 16 bits (16-byte blocks) */
+    hak_assert(((size_t)1 << L->slab_shift) / 16 < ((size_t)1 << (64 - SLAB_RC_SHIFT)));
     if (nlanes == 0) slab_free_key = os_random_word() | 1;
 #if HAK_SECURE
     if (nlanes == 0) slab_link_key = os_random_word();
@@ -820,12 +833,14 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
     }
     void *p = slab_pop_fast(h, cls);
     if (p) return p;
-    if (h->rbuf_used) rbuf_flush(h); /* a slow path: what it holds of others' goes home */
     os_purge_tick();
     if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_refills][cls]++;
-    if (!HAK_BENCH_MINIMAL && ++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
+    if (++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
         h->slow_calls = 0;
-        flush_stats(L, h);
+        if (!HAK_BENCH_MINIMAL) flush_stats(L, h);
+        /* other heaps' blocks it holds go home now and then (scanning the
+         * buffer at every slow path cost larson 2 instructions per op) */
+        if (h->rbuf_used) rbuf_flush(h);
     }
     if (HAK_UNLIKELY(prof_enabled())) return alloc_from_timed(L, h, cls);
     return alloc_from(L, h, cls);
@@ -899,7 +914,7 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
         }
     }
     if (HAK_UNLIKELY(me->kind != SLAB_HEAP_LIVE)) {
-        free_remote(sl, p, p);
+        free_remote(sl, p, p, 1);
         if (!HAK_BENCH_MINIMAL) {
             stats_note_free(L->id, bs);
             atomic_fetch_add_relaxed(&stats_classes[L->id][cls].c[HAK_CCTR_frees], 1);
@@ -917,7 +932,7 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
     if (HAK_LIKELY(b->sl == sl)) {
         *(void **)p = SLAB_LINK_ENCODE(b->head, p);
         b->head = p;
-        if (--b->left != 0) return;
+        if (++b->n < b->cap) return;
         rbuf_push(me, b);
     } else {
         if (b->sl) rbuf_push(me, b);
@@ -926,11 +941,12 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
         if (cap > 1) {
             b->sl = sl;
             b->head = b->tail = p;
-            b->left = cap - 1;
+            b->n = 1;
+            b->cap = cap;
             me->rbuf_used++;
             return;
         }
-        free_remote(sl, p, p);
+        free_remote(sl, p, p, 1);
     }
     /* a push: the rare events a free-only thread sees */
     if (!HAK_BENCH_MINIMAL && ++me->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
@@ -940,7 +956,39 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
     os_purge_tick();
 }
 
+static HAK_NOINLINE void free_generic(struct slab *sl, void *p, struct slab_heap *me,
+                                      hak_call_t call);
+
+/* The fast path's misses. The one that is not rare (a consumer's frees) is
+ * first, in a frame of its own: another heap's block whose slab has a chain
+ * in me's remote buffer with room, checked as the fast path checks a local
+ * block. Everything else goes to free_generic. The empty and dead heaps'
+ * buffers hold no chain. */
 void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
+    struct slab_rbuf *b = &me->rbuf[rbuf_slot(sl)];
+    if (HAK_LIKELY(b->sl == sl && b->n + 1 < b->cap)) {
+        unsigned shift = segment_of(sl)->lane->slab_shift;
+        uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
+        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
+        if (HAK_LIKELY(idx * sl->block_size == off && off < atomic_load_relaxed(&sl->carved) &&
+                       *slab_mark_of(p) != slab_mark(p))) {
+            *slab_mark_of(p) = slab_mark(p);
+            *(void **)p = SLAB_LINK_ENCODE(b->head, p);
+            b->head = p;
+            b->n++;
+            if (!HAK_BENCH_MINIMAL) {
+                unsigned cls = sl->cls;
+                me->stats.cls[HAK_CCTR_frees][cls]++;
+                me->stats.cls[HAK_CCTR_remote_frees][cls]++;
+            }
+            slab_count_op(me);
+            return;
+        }
+    }
+    free_generic(sl, p, me, call);
+}
+
+static void free_generic(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << L->slab_shift) - 1));

@@ -70,6 +70,16 @@ enum {
     SLAB_RS_NEVER = 3,     /* abandoned: no owner to notify */
 };
 #define SLAB_RS_MASK ((uintptr_t)3)
+/* The remote word: the number of blocks on the list in bits 48..63 (so the
+ * owner takes the list without walking it: the blocks were last written by
+ * the freeing thread, and a walk is one cache miss after the other), the
+ * list's first block in bits 4..47 (user addresses are below 2^47: the
+ * segment map covers no more; blocks are 16-aligned), the state in bits
+ * 0..1. A slab holds fewer than 2^16 blocks (slab_lane_init checks it). */
+#define SLAB_RC_SHIFT 48
+#define SLAB_RPTR_MASK ((((uintptr_t)1 << SLAB_RC_SHIFT) - 1) & ~(uintptr_t)15)
+static inline void *slab_remote_list(uintptr_t w) { return (void *)(w & SLAB_RPTR_MASK); }
+static inline uint32_t slab_remote_count(uintptr_t w) { return (uint32_t)(w >> SLAB_RC_SHIFT); }
 
 /* Purge states of a slab (slab.pstate). Unassigned slabs are CLEAN or
  * DIRTY; the purger takes DIRTY ones whose delay is over to PURGING, purges
@@ -125,7 +135,7 @@ struct slab {
     uint8_t where;                   /* SLAB_ON_* */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
     /* line 3: written by other threads */
-    _Alignas(64) _Atomic uintptr_t remote; /* remote free list | SLAB_RS_* */
+    _Alignas(64) _Atomic uintptr_t remote; /* count | remote free list | SLAB_RS_* */
     struct slab *notify_next;        /* in owner->notify */
     _Atomic uint8_t in_notify;       /* 1 from a freer's push onto owner->notify
                                         until the owner drains it */
@@ -164,21 +174,22 @@ struct slab_list {
  * them in a small table of chains, one chain per slab (a slot chosen by
  * the slab's address), and pushes a whole chain onto the slab's remote
  * list with one CAS: when the chain holds SLAB_RBUF_BYTES or
- * SLAB_RBUF_BLOCKS, when a block of another slab needs its slot, when the
- * thread takes an allocation slow path, at malloc_trim and at thread exit.
- * So a thread keeps at most SLAB_RBUF_SLOTS chains of other threads'
- * blocks back (64 KiB at most); a block in a chain counts as used by its
- * slab (the slab cannot be released under it) and carries the freed-block
- * mark (a second free of it is reported). Blocks of SLAB_RBUF_BYTES or
- * more are pushed one by one. */
-#define SLAB_RBUF_SLOTS 16   /* a power of two */
+ * SLAB_RBUF_BLOCKS, when a block of another slab needs its slot, every 64
+ * allocation slow paths of the thread, at malloc_trim and at thread exit.
+ * So a thread holds back at most SLAB_RBUF_SLOTS chains of other threads'
+ * blocks (128 KiB per lane); a block in a chain counts as used by its slab
+ * (the slab cannot be released under it) and carries the freed-block mark
+ * (a second free of it is reported). Blocks of SLAB_RBUF_BYTES or more are
+ * pushed one by one. */
+#define SLAB_RBUF_SLOTS 32   /* a power of two */
 #define SLAB_RBUF_BYTES 4096
 #define SLAB_RBUF_BLOCKS 32
 
 struct slab_rbuf {
     struct slab *sl;   /* the chain's slab (another heap's); NULL: slot empty */
     void *head, *tail; /* the chain, linked as on a free list; tail's link unset */
-    uint32_t left;     /* blocks the chain takes before it is pushed */
+    uint32_t n;        /* blocks on the chain */
+    uint32_t cap;      /* blocks at which it is pushed */
 };
 
 struct slab_heap {
