@@ -317,7 +317,7 @@ static void cache_remove(struct slab_lane *L, struct slab_segment *s) {
  * lane's cache, to be purged after the delay, or is unmapped when the cache
  * is full. */
 static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
-    s->heap = NULL;
+    atomic_store_relaxed(&s->heap, NULL);
     tier_set(L, s, SLAB_TIER_NONE);
     pthread_mutex_lock(&L->lock);
     if (L->cached < (uint64_t)hak_opt((enum hak_opt_id)L->cache_opt)) {
@@ -413,7 +413,7 @@ static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h
         if (freed) s = segment_map(L, node);
         if (!s) return NULL;
     }
-    s->heap = h;
+    atomic_store_relaxed(&s->heap, h);
     tier_set(L, s, SLAB_TIER_HOT);
     seg_push(&h->segs, s);
     return s;
@@ -435,9 +435,8 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     stats_note_slabs(L->id, sl->cls, -1);
     sl->free = NULL;
     sl->used = 0;
-    sl->block_size = 0;
-    sl->div_magic = 0;
-    atomic_store_relaxed(&sl->carved, 0);
+    slab_shape_set(sl, 0, 0, sl->cls);
+    slab_carved_set(sl, 0);
     sl->capacity = 0;
     sl->where = SLAB_ON_NONE;
     sl->fast_floor = UINT32_MAX;
@@ -501,9 +500,8 @@ static size_t reclaim_abandoned(struct slab_lane *L) {
             if (sl->used != 0) continue;
             stats_note_slabs(L->id, sl->cls, -1);
             sl->free = NULL;
-            sl->block_size = 0;
-            sl->div_magic = 0;
-            atomic_store_relaxed(&sl->carved, 0);
+            slab_shape_set(sl, 0, 0, sl->cls);
+            slab_carved_set(sl, 0);
             sl->capacity = 0;
             atomic_store_relaxed(&sl->in_notify, 0);
             atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
@@ -611,7 +609,7 @@ static void drain_notify(struct slab_heap *h) {
 /* Carves never-used blocks onto the free list: carve_bytes' worth, at least
  * carve_min blocks, at most what the slab has left. */
 static bool carve(struct slab_lane *L, struct slab *sl) {
-    uint32_t carved = atomic_load_relaxed(&sl->carved);
+    uint32_t carved = sl->carved;
     if (carved >= sl->capacity) return false;
     uint32_t bs = sl->block_size;
     uint32_t n = L->carve_bytes / bs;
@@ -654,7 +652,7 @@ static bool carve(struct slab_lane *L, struct slab *sl) {
     *(void **)(first + (size_t)(n - 1) * bs) = sl->free;
     sl->free = first;
 #endif
-    atomic_store_relaxed(&sl->carved, carved + n * bs);
+    slab_carved_set(sl, carved + n * bs);
     return true;
 }
 
@@ -708,16 +706,14 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     struct slab *sl = &s->slabs[i];
     uint32_t bs = L->class_size[cls];
     uint32_t slab_size = (uint32_t)1 << L->slab_shift;
-    sl->block_size = bs;
-    sl->div_magic = (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs;
+    slab_shape_set(sl, bs, (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs, (uint8_t)cls);
     /* -Dsecure: the segment's last page is a guard (segment_new) */
     uint32_t room = slab_size;
     if (HAK_SECURE && i == (HAK_CHUNK >> L->slab_shift) - 1) room -= (uint32_t)os_page_size;
     sl->capacity = room / bs * bs;
-    atomic_store_relaxed(&sl->carved, 0);
+    slab_carved_set(sl, 0);
     sl->used = 0;
     sl->free = NULL;
-    sl->cls = (uint8_t)cls;
     stats_note_slabs(L->id, cls, 1);
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
     atomic_store_release(&sl->owner, h);
@@ -886,7 +882,7 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
          * otherwise pays a slow malloc per slow free). */
         struct slab *cur = h->cur[sl->cls];
         if (cur == &sentinel_slab ||
-            (cur->free == NULL && atomic_load_relaxed(&cur->carved) >= cur->capacity))
+            (cur->free == NULL && cur->carved >= cur->capacity))
             set_cur(h, sl->cls, sl);
     }
     if (sl->used == 0 && h->cur[sl->cls] != sl &&
@@ -902,8 +898,8 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
  * chain of me's remote buffer, or straight onto sl's remote list for a
  * thread without a live heap and for big blocks. */
 static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_heap *me) {
-    uint32_t bs = sl->block_size;
-    unsigned cls = sl->cls; /* read before the push: the owner may reuse the slab */
+    uint32_t bs = sl->block_size_mt;
+    unsigned cls = sl->cls_mt; /* read before the push: the owner may reuse the slab */
     if (HAK_UNLIKELY(me->kind == SLAB_HEAP_EMPTY)) {
         /* a thread that frees before it allocates (a consumer) gets its
          * heap here: its counters and its remote buffer live there */
@@ -969,15 +965,16 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
     if (HAK_LIKELY(b->sl == sl && b->n + 1 < b->cap)) {
         unsigned shift = segment_of(sl)->lane->slab_shift;
         uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
-        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
-        if (HAK_LIKELY(idx * sl->block_size == off && off < atomic_load_relaxed(&sl->carved) &&
+        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
+        if (HAK_LIKELY(idx * sl->block_size_mt == off &&
+                       off < atomic_load_relaxed(&sl->carved_mt) &&
                        *slab_mark_of(p) != slab_mark(p))) {
             *slab_mark_of(p) = slab_mark(p);
             *(void **)p = SLAB_LINK_ENCODE(b->head, p);
             b->head = p;
             b->n++;
             if (!HAK_BENCH_MINIMAL) {
-                unsigned cls = sl->cls;
+                unsigned cls = sl->cls_mt;
                 me->stats.cls[HAK_CCTR_frees][cls]++;
                 me->stats.cls[HAK_CCTR_remote_frees][cls]++;
             }
@@ -992,14 +989,15 @@ static void free_generic(struct slab *sl, void *p, struct slab_heap *me, hak_cal
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << L->slab_shift) - 1));
-    uint32_t bs = sl->block_size;
+    /* the shape other threads read (this may be one) */
+    uint32_t bs = sl->block_size_mt;
     if (s->magic != SLAB_SEG_MAGIC || bs == 0) {
         hak_report_misuse(call, p, "invalid pointer (not a block)");
         return;
     }
     /* off / bs by the slab's reciprocal, as the fast path (no division) */
-    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
-    if (idx * bs != off || off >= atomic_load_relaxed(&sl->carved)) {
+    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
+    if (idx * bs != off || off >= atomic_load_relaxed(&sl->carved_mt)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return;
     }
@@ -1038,8 +1036,8 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
     unsigned shift = s->lane->slab_shift;
     const struct slab *sl = slab_of(p, seg, shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
-    uint32_t bs = sl->block_size;
-    if (bs == 0 || off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
+    uint32_t bs = sl->block_size_mt; /* any thread */
+    if (bs == 0 || off % bs != 0 || off >= atomic_load_relaxed(&sl->carved_mt)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return 0;
     }
@@ -1103,7 +1101,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
             struct slab_segment *s = *l;
             seg_remove(l, s);
             hak_assert(s->free_slabs != SEG_ALL_FREE(L)); /* empty ones were retired */
-            s->heap = NULL;
+            atomic_store_relaxed(&s->heap, NULL);
             seg_push(&L->abandoned, s);
         }
     }
@@ -1115,7 +1113,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
 /* Makes h the owner of abandoned segment a, taking back the blocks other
  * threads freed into it meanwhile; its empty slabs go back to it. */
 static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_segment *a) {
-    a->heap = h;
+    atomic_store_relaxed(&a->heap, h);
     uint32_t in_use = ~a->free_slabs & SEG_ALL_FREE(L);
     seg_push(heap_seg_list(h, a), a); /* its tier stays what it was */
     for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++) {

@@ -102,27 +102,22 @@ struct slab_lane;
  * on the remote list, or batched in another thread's remote buffer, count
  * as used. Unassigned: block_size == 0, carved == 0.
  *
- * Three cache lines by who writes them: every free reads the first (is
- * the block valid, whose is it) but only assignment, release and carving
- * write it; the owner's allocations and frees write the second; other
- * threads write the third. With the owner's free list on the same line as
- * the fields a remote free reads, a producer/consumer pair moved that line
+ * Three cache lines by who writes them and who reads them. The first is
+ * the owner's: everything its malloc and free touch (the free list, the
+ * count, and its copy of the slab's shape for the free's checks). The
+ * second is read by other threads' frees: the owner and the same shape
+ * (the _mt fields), written only at assignment, release and carve. The
+ * third is written by other threads. The free fast path tells the owner
+ * by the segment's heap (segment header, read-mostly), so another thread's
+ * free never reads the owner's line: with the owner's free list on the
+ * line a remote free read, a producer/consumer pair moved that line
  * between the two cores twice per block (the owner's pop wrote it, the
  * consumer's free read it). */
 struct slab {
-    /* line 1: read by every free; written at assignment, release, carve */
+    /* line 1: the owner's */
+    void *free;                      /* local free list (owner only) */
     uint64_t div_magic;              /* ceil(2^40 / block_size): offset -> index,
                                         exact for offsets < 2^20 */
-    struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
-    uint32_t block_size;             /* bytes; 0 when unassigned */
-    _Atomic uint32_t carved;         /* bytes carved into blocks so far (written by
-                                        the owner; read by any thread's free,
-                                        hence relaxed atomic) */
-    uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
-    uint8_t cls;                     /* size class */
-    uint8_t index;                   /* slab number in its segment */
-    /* line 2: the owner's hot fields */
-    _Alignas(64) void *free;         /* local free list (owner only) */
     uint32_t used;                   /* blocks out, see above */
     uint32_t fast_floor;             /* the owner's frees take the fast path while
                                         used > this: 0 for the heap's current slab
@@ -132,8 +127,21 @@ struct slab {
                                         blocks on the full list (the slow path
                                         moves it to avail below that: see
                                         full_floor), UINT32_MAX when unowned */
+    uint32_t block_size;             /* bytes; 0 when unassigned */
+    uint32_t carved;                 /* bytes carved into blocks so far */
+    uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
+    uint8_t cls;                     /* size class */
     uint8_t where;                   /* SLAB_ON_* */
+    uint8_t index;                   /* slab number in its segment */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
+    /* line 2: read by any thread's free; the shape is the owner's, copied
+     * (slab_shape_set, slab_carved_set) */
+    _Alignas(64) struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
+    uint64_t div_magic_mt;           /* div_magic */
+    uint32_t block_size_mt;          /* block_size */
+    _Atomic uint32_t carved_mt;      /* carved (relaxed: the owner carves while other
+                                        threads free) */
+    uint8_t cls_mt;                  /* cls */
     /* line 3: written by other threads */
     _Alignas(64) _Atomic uintptr_t remote; /* count | remote free list | SLAB_RS_* */
     struct slab *notify_next;        /* in owner->notify */
@@ -145,20 +153,40 @@ struct slab {
     _Alignas(64) uint8_t pad;
 };
 _Static_assert(sizeof(struct slab) == 256, "four cache lines, a power of two");
-_Static_assert(offsetof(struct slab, free) == 64 && offsetof(struct slab, remote) == 128,
-               "the owner's and the remote freers' fields start their own cache lines");
+_Static_assert(offsetof(struct slab, next) + sizeof(void *) * 2 <= 64 &&
+                   offsetof(struct slab, owner) == 64 && offsetof(struct slab, remote) == 128,
+               "the owner's, the freers' and the remote writers' fields on their own lines");
+
+/* The slab's shape: the owner's fields and the copy other threads read. */
+static inline void slab_shape_set(struct slab *sl, uint32_t block_size, uint64_t div_magic,
+                                  uint8_t cls) {
+    sl->block_size = block_size;
+    sl->div_magic = div_magic;
+    sl->cls = cls;
+    sl->block_size_mt = block_size;
+    sl->div_magic_mt = div_magic;
+    sl->cls_mt = cls;
+}
+static inline void slab_carved_set(struct slab *sl, uint32_t carved) {
+    sl->carved = carved;
+    atomic_store_relaxed(&sl->carved_mt, carved);
+}
 
 struct slab_segment {
+    /* line 1: read by every free, written when the segment changes hands */
     uint32_t magic;                  /* SLAB_SEG_MAGIC */
-    uint32_t free_slabs;             /* bit i: slab i unassigned (slab 0 never) */
+    int32_t node;                    /* NUMA node of the thread that mapped it, -1
+                                        when placement is off (HAKMEM_NUMA) */
     struct slab_lane *lane;          /* the lane this segment belongs to */
-    struct slab_heap *heap;          /* owner, NULL when abandoned or cached */
+    struct slab_heap *_Atomic heap;  /* owner, NULL when abandoned or cached; the
+                                        owner of every slab of it in use (the free
+                                        fast path's ownership test) */
+    /* line 2: the owner's (slow paths) */
+    _Alignas(64) uint32_t free_slabs; /* bit i: slab i unassigned (slab 0 never) */
     struct slab_segment *next, *prev;/* heap's segment lists, or the lane's
                                         abandoned list or cache */
     struct slab_segment *all_next, *all_prev; /* the lane's list of all its
                                         segments (under the lane's lock) */
-    int32_t node;                    /* NUMA node of the thread that mapped it, -1
-                                        when placement is off (HAKMEM_NUMA) */
     uint8_t tier;                    /* SLAB_TIER_*; which heap list holds it follows
                                         from free_slabs and tier (heap_seg_list) */
     struct slab slabs[SLAB_MAX_PER_SEG]; /* slabs[0] describes the header slab */
@@ -373,21 +401,24 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
 static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
                                              struct slab_heap *h, hak_call_t call) {
     struct slab *sl = slab_of(p, seg, slab_shift);
-    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
-    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
-    uintptr_t mark = slab_mark(p);
-    /* The owner test comes before any read of the owner's fields (free,
-     * used): another thread's slab is only looked at through atomics. */
-    if (HAK_LIKELY(atomic_load_relaxed(&sl->owner) == h && idx * sl->block_size == off &&
-                   off < atomic_load_relaxed(&sl->carved) && *slab_mark_of(p) != mark &&
-                   sl->used > sl->fast_floor)) {
-        *slab_mark_of(p) = mark;
-        *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
-        sl->free = p;
-        sl->used--;
-        if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
-        slab_count_op(h);
-        return;
+    /* The owner test comes before any read of the slab: another thread's
+     * free does not read the owner's line (the fence keeps the compiler
+     * from hoisting those reads above the test). */
+    if (HAK_LIKELY(atomic_load_relaxed(&((struct slab_segment *)seg)->heap) == h)) {
+        atomic_signal_fence(memory_order_acq_rel);
+        uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
+        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
+        uintptr_t mark = slab_mark(p);
+        if (HAK_LIKELY(idx * sl->block_size == off && off < sl->carved &&
+                       *slab_mark_of(p) != mark && sl->used > sl->fast_floor)) {
+            *slab_mark_of(p) = mark;
+            *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
+            sl->free = p;
+            sl->used--;
+            if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
+            slab_count_op(h);
+            return;
+        }
     }
     slab_free_slow(sl, p, h, call);
 }

@@ -63,7 +63,7 @@ static void pool_free(void *p, uintptr_t seg, hak_call_t call) { pool_free_fast(
 static void *pool_resize(void *p, uintptr_t seg, size_t new_size) {
     /* in place when the new size has the same class */
     const struct slab *sl = slab_of(p, seg, POOL_SLAB_SHIFT);
-    return new_size > HAK_TINY_MAX && pool_class_of[(new_size - 1) >> 8] == sl->cls ? p : NULL;
+    return new_size > HAK_TINY_MAX && pool_class_of[(new_size - 1) >> 8] == sl->cls_mt ? p : NULL;
 }
 
 SLAB_LANE_FORWARDERS(pool, pool_slabs, pool_tls_heap)
