@@ -455,16 +455,16 @@ static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_
 
 /* ---- heaps ------------------------------------------------------------- */
 
-static void heap_reset(struct slab_heap *h, uint32_t kind) {
-    memset(h, 0, sizeof *h);
+/* Sets up h, zero already (fresh from meta_alloc, or static). */
+static void heap_init_zeroed(struct slab_heap *h, uint32_t kind) {
     for (unsigned c = 0; c < SLAB_MAX_CLASSES; c++) h->cur[c] = &sentinel_slab;
     h->kind = kind;
 }
 
 static struct slab_heap *heap_alloc(struct slab_lane *L) {
-    struct slab_heap *h = meta_alloc(&L->heaps);
+    struct slab_heap *h = meta_alloc(&L->heaps); /* zeroed */
     if (h) {
-        heap_reset(h, SLAB_HEAP_LIVE);
+        heap_init_zeroed(h, SLAB_HEAP_LIVE);
         h->lane = L;
     }
     return h;
@@ -582,7 +582,8 @@ void slab_lane_init(struct slab_lane *L) {
     pthread_mutex_init(&L->lock, NULL);
     pthread_mutex_init(&L->orphan_lock, NULL);
     meta_pool_init(&L->heaps, sizeof(struct slab_heap), L->id);
-    heap_reset(&L->orphan, SLAB_HEAP_ORPHAN);
+    memset(&L->orphan, 0, sizeof L->orphan);
+    heap_init_zeroed(&L->orphan, SLAB_HEAP_ORPHAN);
     L->orphan.lane = L;
     if (nlanes == 0) os_purge_register(slab_purge);
     lanes[nlanes++] = L;
@@ -659,7 +660,8 @@ static bool carve(struct slab_lane *L, struct slab *sl) {
 /* Gives sl a free block if it can (owner). */
 static bool refill(struct slab_lane *L, struct slab *sl) {
     if (sl->free) return true;
-    if (collect_remote(sl, 0, false)) return true;
+    if (slab_remote_list(atomic_load_relaxed(&sl->remote)) != NULL && collect_remote(sl, 0, false))
+        return true;
     return carve(L, sl);
 }
 
@@ -962,7 +964,7 @@ static HAK_NOINLINE void free_generic(struct slab *sl, void *p, struct slab_heap
  * buffers hold no chain. */
 void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
     struct slab_rbuf *b = &me->rbuf[rbuf_slot(sl)];
-    if (HAK_LIKELY(b->sl == sl && b->n + 1 < b->cap)) {
+    if (me->rbuf_used != 0 && HAK_LIKELY(b->sl == sl && b->n + 1 < b->cap)) {
         unsigned shift = segment_of(sl)->lane->slab_shift;
         uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
         uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);

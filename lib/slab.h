@@ -152,7 +152,9 @@ struct slab {
     /* line 4: padding, so that slab_of is a shift */
     _Alignas(64) uint8_t pad;
 };
-_Static_assert(sizeof(struct slab) == 256, "four cache lines, a power of two");
+#define SLAB_RECORD_SHIFT 8
+_Static_assert(sizeof(struct slab) == (size_t)1 << SLAB_RECORD_SHIFT,
+               "four cache lines, a power of two (slab_of)");
 _Static_assert(offsetof(struct slab, next) + sizeof(void *) * 2 <= 64 &&
                    offsetof(struct slab, owner) == 64 && offsetof(struct slab, remote) == 128,
                "the owner's, the freers' and the remote writers' fields on their own lines");
@@ -292,7 +294,12 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call);
 unsigned slab_class_aligned(const struct slab_lane *L, size_t size, size_t align);
 /* The slab of p (in the segment at seg). */
 static inline struct slab *slab_of(const void *p, uintptr_t seg, unsigned slab_shift) {
-    return &((struct slab_segment *)seg)->slabs[((uintptr_t)p - seg) >> slab_shift];
+    /* index * sizeof(struct slab) with one shift and one mask: the record
+     * is 1 << SLAB_RECORD_SHIFT bytes, the slab at least that */
+    uintptr_t at = ((uintptr_t)p >> (slab_shift - SLAB_RECORD_SHIFT)) &
+                   (((uintptr_t)HAK_CHUNK - 1) >> (slab_shift - SLAB_RECORD_SHIFT)) &
+                   ~(((uintptr_t)1 << SLAB_RECORD_SHIFT) - 1);
+    return (struct slab *)((char *)((struct slab_segment *)seg)->slabs + at);
 }
 void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls);
 /* Pushes the remote-free chains of the calling thread (heap *tls), then
@@ -400,12 +407,12 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
  * slab_free_slow, which checks it all again. */
 static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
                                              struct slab_heap *h, hak_call_t call) {
-    struct slab *sl = slab_of(p, seg, slab_shift);
     /* The owner test comes before any read of the slab: another thread's
      * free does not read the owner's line (the fence keeps the compiler
      * from hoisting those reads above the test). */
     if (HAK_LIKELY(atomic_load_relaxed(&((struct slab_segment *)seg)->heap) == h)) {
         atomic_signal_fence(memory_order_acq_rel);
+        struct slab *sl = slab_of(p, seg, slab_shift);
         uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
         uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
         uintptr_t mark = slab_mark(p);
@@ -420,7 +427,7 @@ static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned sl
             return;
         }
     }
-    slab_free_slow(sl, p, h, call);
+    slab_free_slow(slab_of(p, seg, slab_shift), p, h, call);
 }
 
 #endif /* HAK_SLAB_H */
