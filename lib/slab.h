@@ -16,9 +16,11 @@
  *                        lists of the heap's slabs and segments.
  *
  * Ownership: a slab's free list, used count and list links belong to its
- * owner heap's thread. Any other thread frees a block by pushing it onto
- * the slab's atomic remote list (CAS); the owner takes the whole list with
- * one exchange-like CAS. The remote word's low two bits carry the
+ * owner heap's thread (the owner of every slab in use of a segment is the
+ * segment's heap). Any other thread frees a block into a chain of its own
+ * heap's remote buffer (struct slab_rbuf) and pushes whole chains onto the
+ * slab's atomic remote list (one CAS each); the owner takes the whole list
+ * with one exchange-like CAS, its length with it (SLAB_RC_SHIFT). The remote word's low two bits carry the
  * notification state (SLAB_RS_*): a slab its owner put aside as full is
  * handed back (through heap->notify) by the first remote free into it, so a
  * full slab is never lost.
