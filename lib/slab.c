@@ -936,7 +936,7 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
         if (b->sl) rbuf_push(me, b);
         uint32_t cap = SLAB_RBUF_BYTES / bs;
         if (cap > SLAB_RBUF_BLOCKS) cap = SLAB_RBUF_BLOCKS;
-        if (cap > 1) {
+        if (cap >= SLAB_RBUF_MIN_BLOCKS) {
             b->sl = sl;
             b->head = b->tail = p;
             b->n = 1;

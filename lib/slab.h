@@ -208,14 +208,19 @@ struct slab_list {
  * list with one CAS: when the chain holds SLAB_RBUF_BYTES or
  * SLAB_RBUF_BLOCKS, when a block of another slab needs its slot, every 64
  * allocation slow paths of the thread, at malloc_trim and at thread exit.
- * So a thread holds back at most SLAB_RBUF_SLOTS chains of other threads'
- * blocks (128 KiB per lane); a block in a chain counts as used by its slab
- * (the slab cannot be released under it) and carries the freed-block mark
- * (a second free of it is reported). Blocks of SLAB_RBUF_BYTES or more are
- * pushed one by one. */
+ * A block in a chain counts as used by its slab (the slab cannot be
+ * released under it) and carries the freed-block mark (a second free of
+ * it is reported). A thread that stops freeing keeps its chains until one
+ * of those events: at most SLAB_RBUF_SLOTS chains of under SLAB_RBUF_BYTES
+ * each, which keep at most as many slabs from going back to their
+ * segments. Blocks that would make chains of fewer than
+ * SLAB_RBUF_MIN_BLOCKS (above 1 KiB: the pool lane's, whose slabs are
+ * 256 KiB) are pushed one by one: there a chain saves little and would
+ * keep a big slab. */
 #define SLAB_RBUF_SLOTS 32   /* a power of two */
 #define SLAB_RBUF_BYTES 4096
 #define SLAB_RBUF_BLOCKS 32
+#define SLAB_RBUF_MIN_BLOCKS 4
 
 struct slab_rbuf {
     struct slab *sl;   /* the chain's slab (another heap's); NULL: slot empty */
