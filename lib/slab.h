@@ -20,10 +20,10 @@
  * segment's heap). Any other thread frees a block into a chain of its own
  * heap's remote buffer (struct slab_rbuf) and pushes whole chains onto the
  * slab's atomic remote list (one CAS each); the owner takes the whole list
- * with one exchange-like CAS, its length with it (SLAB_RC_SHIFT). The remote word's low two bits carry the
- * notification state (SLAB_RS_*): a slab its owner put aside as full is
- * handed back (through heap->notify) by the first remote free into it, so a
- * full slab is never lost.
+ * with one exchange-like CAS, its length with it (SLAB_RC_SHIFT). The
+ * remote word's low two bits carry the notification state (SLAB_RS_*): a
+ * slab its owner put aside as full is handed back (through heap->notify)
+ * by the first push onto it, so a full slab is never lost.
  *
  * Memory return: a slab whose last block comes back goes back to its
  * segment, and the purger (any thread: the slab's pstate arbitrates with
@@ -151,7 +151,7 @@ struct slab {
                                         until the owner drains it */
     _Atomic uint8_t pstate;          /* SLAB_P_*: the purger's view of the slab */
     uint64_t freed_at;               /* ns: when it was last released (DIRTY) */
-    /* line 4: padding, so that slab_of is a shift */
+    /* line 4: padding to a power of two (slab_of: a shift and a mask) */
     _Alignas(64) uint8_t pad;
 };
 #define SLAB_RECORD_SHIFT 8
