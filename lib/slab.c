@@ -184,11 +184,14 @@ static void heap_notify_push(struct slab_heap *h, struct slab *sl) {
                                                     memory_order_relaxed));
 }
 
-/* Pushes p onto sl's remote list, handing a slab its owner set aside as
- * full back to the owner. Any thread, lock-free. */
-static void free_remote(struct slab *sl, void *p) {
+/* Pushes the chain head..tail (n blocks, linked, tail's link unset) of
+ * blocks of sl onto sl's remote list with one CAS, handing a slab its owner
+ * set aside as full back to the owner. Any thread, lock-free. */
+static void free_remote(struct slab *sl, void *head, void *tail, uint32_t n) {
+    uintptr_t add = (uintptr_t)head + ((uintptr_t)n << SLAB_RC_SHIFT);
     uintptr_t old = atomic_load_relaxed(&sl->remote);
     for (;;) {
+        uintptr_t count = old & ~(((uintptr_t)1 << SLAB_RC_SHIFT) - 1);
         if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFY) {
             uintptr_t busy = (old & ~SLAB_RS_MASK) | SLAB_RS_NOTIFYING;
             if (!atomic_cas_weak_acq_rel(&sl->remote, &old, busy)) continue;
@@ -196,14 +199,15 @@ static void free_remote(struct slab *sl, void *p) {
             heap_notify_push(atomic_load_acquire(&sl->owner), sl);
             old = busy;
             for (;;) {
-                *(void **)p = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, p);
-                if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | SLAB_RS_NORMAL))
+                count = old & ~(((uintptr_t)1 << SLAB_RC_SHIFT) - 1);
+                *(void **)tail = SLAB_LINK_ENCODE(slab_remote_list(old), tail);
+                if (atomic_cas_weak_acq_rel(&sl->remote, &old, (count + add) | SLAB_RS_NORMAL))
                     return;
             }
         }
-        *(void **)p = SLAB_LINK_ENCODE(old & ~SLAB_RS_MASK, p);
-        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (uintptr_t)p | (old & SLAB_RS_MASK))) {
-            /* the first block back to an abandoned slab: the purger takes
+        *(void **)tail = SLAB_LINK_ENCODE(slab_remote_list(old), tail);
+        if (atomic_cas_weak_acq_rel(&sl->remote, &old, (count + add) | (old & SLAB_RS_MASK))) {
+            /* the first blocks back to an abandoned slab: the purger takes
              * such blocks back (reclaim_abandoned) */
             if (old == SLAB_RS_NEVER) os_purge_schedule(os_now_ns() + os_purge_delay_ns());
             return;
@@ -211,27 +215,55 @@ static void free_remote(struct slab *sl, void *p) {
     }
 }
 
+/* The slot of h->rbuf for blocks of sl: slabs of one segment take
+ * consecutive slots (a segment's slabs are 256 bytes apart). */
+static inline unsigned rbuf_slot(const struct slab *sl) {
+    uintptr_t a = (uintptr_t)sl;
+    return (unsigned)(((a >> 8) ^ (a >> HAK_CHUNK_SHIFT)) & (SLAB_RBUF_SLOTS - 1));
+}
+
+/* Pushes the chain of slot b of h (the calling thread's heap). */
+static void rbuf_push(struct slab_heap *h, struct slab_rbuf *b) {
+    free_remote(b->sl, b->head, b->tail, b->n);
+    b->sl = NULL;
+    h->rbuf_used--;
+}
+
+/* Pushes every chain h (the calling thread's heap) keeps. */
+static void rbuf_flush(struct slab_heap *h) {
+    for (unsigned i = 0; h->rbuf_used != 0 && i < SLAB_RBUF_SLOTS; i++)
+        if (h->rbuf[i].sl) rbuf_push(h, &h->rbuf[i]);
+}
+
 /* Takes sl's whole remote list onto its local free list (owner, or the
  * holder of the lane lock for an abandoned slab), setting the state to
- * new_state when set_state, else keeping it. Returns the blocks taken. */
+ * new_state when set_state, else keeping it. Returns the blocks taken.
+ * The list's length comes with it in the remote word: onto an empty free
+ * list (a refill) it is taken without touching its blocks. */
 static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_state) {
     uintptr_t old = atomic_load_relaxed(&sl->remote);
     for (;;) {
-        if ((old & ~SLAB_RS_MASK) == 0 && !set_state) return 0;
+        if (slab_remote_list(old) == NULL && !set_state) return 0;
         uintptr_t nw = set_state ? new_state : (old & SLAB_RS_MASK);
         if (atomic_cas_weak_acq_rel(&sl->remote, &old, nw)) break;
     }
-    void *list = (void *)(old & ~SLAB_RS_MASK);
+    void *list = slab_remote_list(old);
     if (!list) return 0;
     uint64_t t0 = prof_start();
-    uint32_t n = 1;
-    void *tail = list;
-    for (void *next; (next = SLAB_LINK_DECODE(*(void **)tail, tail)) != NULL; n++) {
-        slab_link_check(tail, next);
-        tail = next;
+    uint32_t n = slab_remote_count(old);
+    if (sl->free == NULL && !HAK_DEBUG_CHECKS) {
+        sl->free = list;
+    } else {
+        uint32_t walked = 1;
+        void *tail = list;
+        for (void *next; (next = SLAB_LINK_DECODE(*(void **)tail, tail)) != NULL; walked++) {
+            slab_link_check(tail, next);
+            tail = next;
+        }
+        hak_assert(walked == n);
+        *(void **)tail = SLAB_LINK_ENCODE(sl->free, tail);
+        sl->free = list;
     }
-    *(void **)tail = SLAB_LINK_ENCODE(sl->free, tail);
-    sl->free = list;
     hak_assert(sl->used >= n);
     sl->used -= n;
     prof_stop(HAK_PROF_REMOTE_DRAIN, t0);
@@ -246,7 +278,7 @@ static bool try_mark_full(struct slab *sl) {
     if (atomic_load_acquire(&sl->in_notify)) return false;
     uintptr_t old = atomic_load_relaxed(&sl->remote);
     for (;;) {
-        if ((old & ~SLAB_RS_MASK) != 0) return false;
+        if (slab_remote_list(old) != NULL) return false;
         if ((old & SLAB_RS_MASK) == SLAB_RS_NOTIFYING) return false;
         if (atomic_cas_weak_acq_rel(&sl->remote, &old, SLAB_RS_NOTIFY)) return true;
     }
@@ -285,7 +317,7 @@ static void cache_remove(struct slab_lane *L, struct slab_segment *s) {
  * lane's cache, to be purged after the delay, or is unmapped when the cache
  * is full. */
 static void segment_retire(struct slab_lane *L, struct slab_segment *s) {
-    s->heap = NULL;
+    atomic_store_relaxed(&s->heap, NULL);
     tier_set(L, s, SLAB_TIER_NONE);
     pthread_mutex_lock(&L->lock);
     if (L->cached < (uint64_t)hak_opt((enum hak_opt_id)L->cache_opt)) {
@@ -381,7 +413,7 @@ static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h
         if (freed) s = segment_map(L, node);
         if (!s) return NULL;
     }
-    s->heap = h;
+    atomic_store_relaxed(&s->heap, h);
     tier_set(L, s, SLAB_TIER_HOT);
     seg_push(&h->segs, s);
     return s;
@@ -447,9 +479,8 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     stats_note_slabs(L->id, sl->cls, -1);
     sl->free = NULL;
     sl->used = 0;
-    sl->block_size = 0;
-    sl->div_magic = 0;
-    atomic_store_relaxed(&sl->carved, 0);
+    slab_shape_set(sl, 0, 0, sl->cls);
+    slab_carved_set(sl, 0);
     sl->capacity = 0;
     sl->where = SLAB_ON_NONE;
     sl->fast_floor = UINT32_MAX;
@@ -468,8 +499,8 @@ static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_
 
 /* ---- heaps ------------------------------------------------------------- */
 
-static void heap_reset(struct slab_heap *h, uint32_t kind) {
-    memset(h, 0, sizeof *h);
+/* Sets up h, zero already (fresh from meta_alloc, or static). */
+static void heap_init_zeroed(struct slab_heap *h, uint32_t kind) {
     for (unsigned c = 0; c < SLAB_MAX_CLASSES; c++) h->cur[c] = &sentinel_slab;
     h->kind = kind;
 }
@@ -488,9 +519,9 @@ static void heap_tc_size(struct slab_heap *h, const struct slab_lane *L) {
 }
 
 static struct slab_heap *heap_alloc(struct slab_lane *L) {
-    struct slab_heap *h = meta_alloc(&L->heaps);
+    struct slab_heap *h = meta_alloc(&L->heaps); /* zeroed */
     if (h) {
-        heap_reset(h, SLAB_HEAP_LIVE);
+        heap_init_zeroed(h, SLAB_HEAP_LIVE);
         h->lane = L;
         heap_tc_size(h, L);
     }
@@ -527,9 +558,8 @@ static size_t reclaim_abandoned(struct slab_lane *L) {
             if (sl->used != 0) continue;
             stats_note_slabs(L->id, sl->cls, -1);
             sl->free = NULL;
-            sl->block_size = 0;
-            sl->div_magic = 0;
-            atomic_store_relaxed(&sl->carved, 0);
+            slab_shape_set(sl, 0, 0, sl->cls);
+            slab_carved_set(sl, 0);
             sl->capacity = 0;
             atomic_store_relaxed(&sl->in_notify, 0);
             atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
@@ -601,6 +631,8 @@ static size_t slab_purge(bool all, uint64_t now, uint64_t *next_due) {
 }
 
 void slab_lane_init(struct slab_lane *L) {
+    /* the remote word counts a slab's blocks in 16 bits (16-byte blocks) */
+    hak_assert(((size_t)1 << L->slab_shift) / 16 < ((size_t)1 << (64 - SLAB_RC_SHIFT)));
     if (nlanes == 0) slab_free_key = os_random_word() | 1;
 #if HAK_SECURE
     if (nlanes == 0) slab_link_key = os_random_word();
@@ -608,7 +640,8 @@ void slab_lane_init(struct slab_lane *L) {
     pthread_mutex_init(&L->lock, NULL);
     pthread_mutex_init(&L->orphan_lock, NULL);
     meta_pool_init(&L->heaps, sizeof(struct slab_heap), L->id);
-    heap_reset(&L->orphan, SLAB_HEAP_ORPHAN);
+    memset(&L->orphan, 0, sizeof L->orphan);
+    heap_init_zeroed(&L->orphan, SLAB_HEAP_ORPHAN);
     L->orphan.lane = L;
     if (nlanes == 0) os_purge_register(slab_purge);
     lanes[nlanes++] = L;
@@ -635,7 +668,7 @@ static void drain_notify(struct slab_heap *h) {
 /* Carves never-used blocks onto the free list: carve_bytes' worth, at least
  * carve_min blocks, at most what the slab has left. */
 static bool carve(struct slab_lane *L, struct slab *sl) {
-    uint32_t carved = atomic_load_relaxed(&sl->carved);
+    uint32_t carved = sl->carved;
     if (carved >= sl->capacity) return false;
     uint32_t bs = sl->block_size;
     uint32_t n = L->carve_bytes / bs;
@@ -678,14 +711,15 @@ static bool carve(struct slab_lane *L, struct slab *sl) {
     *(void **)(first + (size_t)(n - 1) * bs) = sl->free;
     sl->free = first;
 #endif
-    atomic_store_relaxed(&sl->carved, carved + n * bs);
+    slab_carved_set(sl, carved + n * bs);
     return true;
 }
 
 /* Gives sl a free block if it can (owner). */
 static bool refill(struct slab_lane *L, struct slab *sl) {
     if (sl->free) return true;
-    if (collect_remote(sl, 0, false)) return true;
+    if (slab_remote_list(atomic_load_relaxed(&sl->remote)) != NULL && collect_remote(sl, 0, false))
+        return true;
     return carve(L, sl);
 }
 
@@ -732,16 +766,14 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     struct slab *sl = &s->slabs[i];
     uint32_t bs = L->class_size[cls];
     uint32_t slab_size = (uint32_t)1 << L->slab_shift;
-    sl->block_size = bs;
-    sl->div_magic = (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs;
+    slab_shape_set(sl, bs, (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs, (uint8_t)cls);
     /* -Dsecure: the segment's last page is a guard (segment_new) */
     uint32_t room = slab_size;
     if (HAK_SECURE && i == (HAK_CHUNK >> L->slab_shift) - 1) room -= (uint32_t)os_page_size;
     sl->capacity = room / bs * bs;
-    atomic_store_relaxed(&sl->carved, 0);
+    slab_carved_set(sl, 0);
     sl->used = 0;
     sl->free = NULL;
-    sl->cls = (uint8_t)cls;
     stats_note_slabs(L->id, cls, 1);
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
     atomic_store_release(&sl->owner, h);
@@ -859,9 +891,12 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
     if (p) return p;
     os_purge_tick();
     if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_refills][cls]++;
-    if (!HAK_BENCH_MINIMAL && ++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
+    if (++h->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
         h->slow_calls = 0;
-        flush_stats(L, h);
+        if (!HAK_BENCH_MINIMAL) flush_stats(L, h);
+        /* other heaps' blocks it holds go home now and then (scanning the
+         * buffer at every slow path cost larson 2 instructions per op) */
+        if (h->rbuf_used) rbuf_flush(h);
     }
     if (HAK_UNLIKELY(prof_enabled())) return alloc_from_timed(L, h, cls);
     return alloc_from(L, h, cls);
@@ -907,7 +942,7 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
          * otherwise pays a slow malloc per slow free). */
         struct slab *cur = h->cur[sl->cls];
         if (cur == &sentinel_slab ||
-            (cur->free == NULL && atomic_load_relaxed(&cur->carved) >= cur->capacity))
+            (cur->free == NULL && cur->carved >= cur->capacity))
             set_cur(h, sl->cls, sl);
     }
     if (sl->used == 0 && h->cur[sl->cls] != sl &&
@@ -918,38 +953,122 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
     }
 }
 
+/* Frees p, a block of another heap's slab sl (marked freed already), for
+ * the calling thread, whose heap is me: into a
+ * chain of me's remote buffer, or straight onto sl's remote list for a
+ * thread without a live heap and for big blocks. */
+static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_heap *me) {
+    uint32_t bs = sl->block_size_mt;
+    unsigned cls = sl->cls_mt; /* read before the push: the owner may reuse the slab */
+    if (HAK_UNLIKELY(me->kind == SLAB_HEAP_EMPTY)) {
+        /* a thread that frees before it allocates (a consumer) gets its
+         * heap here: its counters and its remote buffer live there */
+        struct slab_heap *h = heap_alloc(L);
+        if (h) {
+            *L->tls() = me = h;
+            hak_thread_attach();
+        }
+    }
+    if (HAK_UNLIKELY(me->kind != SLAB_HEAP_LIVE)) {
+        free_remote(sl, p, p, 1);
+        if (!HAK_BENCH_MINIMAL) {
+            stats_note_free(L->id, bs);
+            atomic_fetch_add_relaxed(&stats_classes[L->id][cls].c[HAK_CCTR_frees], 1);
+            atomic_fetch_add_relaxed(&stats_classes[L->id][cls].c[HAK_CCTR_remote_frees], 1);
+        }
+        os_purge_tick();
+        return;
+    }
+    if (!HAK_BENCH_MINIMAL) {
+        me->stats.cls[HAK_CCTR_frees][cls]++;
+        me->stats.cls[HAK_CCTR_remote_frees][cls]++;
+    }
+    slab_count_op(me);
+    struct slab_rbuf *b = &me->rbuf[rbuf_slot(sl)];
+    if (HAK_LIKELY(b->sl == sl)) {
+        *(void **)p = SLAB_LINK_ENCODE(b->head, p);
+        b->head = p;
+        if (++b->n < b->cap) return;
+        rbuf_push(me, b);
+    } else {
+        if (b->sl) rbuf_push(me, b);
+        uint32_t cap = SLAB_RBUF_BYTES / bs;
+        if (cap > SLAB_RBUF_BLOCKS) cap = SLAB_RBUF_BLOCKS;
+        if (cap >= SLAB_RBUF_MIN_BLOCKS) {
+            b->sl = sl;
+            b->head = b->tail = p;
+            b->n = 1;
+            b->cap = cap;
+            me->rbuf_used++;
+            return;
+        }
+        free_remote(sl, p, p, 1);
+    }
+    /* a push: the rare events a free-only thread sees */
+    if (!HAK_BENCH_MINIMAL && ++me->slow_calls >= SLAB_STATS_FLUSH_EVERY) {
+        me->slow_calls = 0;
+        flush_stats(L, me);
+    }
+    os_purge_tick();
+}
+
+static HAK_NOINLINE void free_generic(struct slab *sl, void *p, struct slab_heap *me,
+                                      hak_call_t call);
+
+/* The fast path's misses. The one that is not rare (a consumer's frees) is
+ * first, in a frame of its own: another heap's block whose slab has a chain
+ * in me's remote buffer with room, checked as the fast path checks a local
+ * block. Everything else goes to free_generic. The empty and dead heaps'
+ * buffers hold no chain. */
 void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
+    struct slab_rbuf *b = &me->rbuf[rbuf_slot(sl)];
+    if (me->rbuf_used != 0 && HAK_LIKELY(b->sl == sl && b->n + 1 < b->cap)) {
+        unsigned shift = segment_of(sl)->lane->slab_shift;
+        uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
+        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
+        if (HAK_LIKELY(idx * sl->block_size_mt == off &&
+                       off < atomic_load_relaxed(&sl->carved_mt) &&
+                       *slab_mark_of(p) != slab_mark(p))) {
+            *slab_mark_of(p) = slab_mark(p);
+            *(void **)p = SLAB_LINK_ENCODE(b->head, p);
+            b->head = p;
+            b->n++;
+            if (!HAK_BENCH_MINIMAL) {
+                unsigned cls = sl->cls_mt;
+                me->stats.cls[HAK_CCTR_frees][cls]++;
+                me->stats.cls[HAK_CCTR_remote_frees][cls]++;
+            }
+            slab_count_op(me);
+            return;
+        }
+    }
+    free_generic(sl, p, me, call);
+}
+
+static void free_generic(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
     struct slab_segment *s = segment_of(sl);
-    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << s->lane->slab_shift) - 1));
-    uint32_t bs = sl->block_size;
+    struct slab_lane *L = s->lane;
+    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << L->slab_shift) - 1));
+    /* the shape other threads read (this may be one) */
+    uint32_t bs = sl->block_size_mt;
     if (s->magic != SLAB_SEG_MAGIC || bs == 0) {
         hak_report_misuse(call, p, "invalid pointer (not a block)");
         return;
     }
-    if (off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
+    /* off / bs by the slab's reciprocal, as the fast path (no division) */
+    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
+    if (idx * bs != off || off >= atomic_load_relaxed(&sl->carved_mt)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return;
     }
-    uint8_t lane = s->lane->id;
-    if (*slab_mark_of(p) == slab_mark(p) || (atomic_load_relaxed(&sl->owner) == me && sl->free == p)) {
+    bool mine = atomic_load_relaxed(&sl->owner) == me;
+    if (*slab_mark_of(p) == slab_mark(p) || (mine && sl->free == p)) {
         hak_report_misuse(call, p, "double free");
         return;
     }
     *slab_mark_of(p) = slab_mark(p);
-    if (atomic_load_relaxed(&sl->owner) != me) {
-        unsigned cls = sl->cls; /* read before the push: the owner may reuse the slab */
-        free_remote(sl, p);
-        if (!HAK_BENCH_MINIMAL) {
-            if (me->kind == SLAB_HEAP_LIVE) {
-                me->stats.cls[HAK_CCTR_frees][cls]++;
-                me->stats.cls[HAK_CCTR_remote_frees][cls]++;
-            } else {
-                stats_note_free(lane, bs);
-                atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[HAK_CCTR_frees], 1);
-                atomic_fetch_add_relaxed(&stats_classes[lane][cls].c[HAK_CCTR_remote_frees], 1);
-            }
-        }
-        os_purge_tick();
+    if (!mine) {
+        free_mt(L, sl, p, me);
         return;
     }
     if (sl->used == 0) {
@@ -977,8 +1096,8 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
     unsigned shift = s->lane->slab_shift;
     const struct slab *sl = slab_of(p, seg, shift);
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
-    uint32_t bs = sl->block_size;
-    if (bs == 0 || off % bs != 0 || off >= atomic_load_relaxed(&sl->carved)) {
+    uint32_t bs = sl->block_size_mt; /* any thread */
+    if (bs == 0 || off % bs != 0 || off >= atomic_load_relaxed(&sl->carved_mt)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return 0;
     }
@@ -1043,7 +1162,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
             struct slab_segment *s = *l;
             seg_remove(l, s);
             hak_assert(s->free_slabs != SEG_ALL_FREE(L)); /* empty ones were retired */
-            s->heap = NULL;
+            atomic_store_relaxed(&s->heap, NULL);
             seg_push(&L->abandoned, s);
         }
     }
@@ -1055,7 +1174,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
 /* Makes h the owner of abandoned segment a, taking back the blocks other
  * threads freed into it meanwhile; its empty slabs go back to it. */
 static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_segment *a) {
-    a->heap = h;
+    atomic_store_relaxed(&a->heap, h);
     uint32_t in_use = ~a->free_slabs & SEG_ALL_FREE(L);
     seg_push(heap_seg_list(h, a), a); /* its tier stays what it was */
     for (unsigned i = 1; i < SLAB_MAX_PER_SEG; i++) {
@@ -1079,11 +1198,13 @@ void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls) {
     struct slab_heap *h = *tls;
     if (h->kind != SLAB_HEAP_LIVE) return;
     *tls = &slab_heap_dead;
+    rbuf_flush(h);
     heap_abandon(L, h);
     os_purge_tick(); /* what it released has purges due: make sure a purger runs */
 }
 
-size_t slab_trim(struct slab_lane *L) {
+size_t slab_trim(struct slab_lane *L, struct slab_heap **tls) {
+    if ((*tls)->kind == SLAB_HEAP_LIVE) rbuf_flush(*tls);
     pthread_mutex_lock(&L->lock);
     size_t bytes = reclaim_abandoned(L);
     pthread_mutex_unlock(&L->lock);

@@ -16,12 +16,14 @@
  *                        lists of the heap's slabs and segments.
  *
  * Ownership: a slab's free list, used count and list links belong to its
- * owner heap's thread. Any other thread frees a block by pushing it onto
- * the slab's atomic remote list (CAS); the owner takes the whole list with
- * one exchange-like CAS. The remote word's low two bits carry the
- * notification state (SLAB_RS_*): a slab its owner put aside as full is
- * handed back (through heap->notify) by the first remote free into it, so a
- * full slab is never lost.
+ * owner heap's thread (the owner of every slab in use of a segment is the
+ * segment's heap). Any other thread frees a block into a chain of its own
+ * heap's remote buffer (struct slab_rbuf) and pushes whole chains onto the
+ * slab's atomic remote list (one CAS each); the owner takes the whole list
+ * with one exchange-like CAS, its length with it (SLAB_RC_SHIFT). The
+ * remote word's low two bits carry the notification state (SLAB_RS_*): a
+ * slab its owner put aside as full is handed back (through heap->notify)
+ * by the first push onto it, so a full slab is never lost.
  *
  * Memory return: a slab whose last block comes back goes back to its
  * segment, and the purger (any thread: the slab's pstate arbitrates with
@@ -70,6 +72,16 @@ enum {
     SLAB_RS_NEVER = 3,     /* abandoned: no owner to notify */
 };
 #define SLAB_RS_MASK ((uintptr_t)3)
+/* The remote word: the number of blocks on the list in bits 48..63 (so the
+ * owner takes the list without walking it: the blocks were last written by
+ * the freeing thread, and a walk is one cache miss after the other), the
+ * list's first block in bits 4..47 (user addresses are below 2^47: the
+ * segment map covers no more; blocks are 16-aligned), the state in bits
+ * 0..1. A slab holds fewer than 2^16 blocks (slab_lane_init checks it). */
+#define SLAB_RC_SHIFT 48
+#define SLAB_RPTR_MASK ((((uintptr_t)1 << SLAB_RC_SHIFT) - 1) & ~(uintptr_t)15)
+static inline void *slab_remote_list(uintptr_t w) { return (void *)(w & SLAB_RPTR_MASK); }
+static inline uint32_t slab_remote_count(uintptr_t w) { return (uint32_t)(w >> SLAB_RC_SHIFT); }
 
 /* Purge states of a slab (slab.pstate). Unassigned slabs are CLEAN or
  * DIRTY; the purger takes DIRTY ones whose delay is over to PURGING, purges
@@ -89,22 +101,26 @@ struct slab_lane;
 
 /* Invariant (owner's view): used == blocks handed out - blocks returned to
  * the free list (locally, or collected from the remote list); blocks still
- * on the remote list count as used. Unassigned: block_size == 0, carved == 0. */
+ * on the remote list, or batched in another thread's remote buffer, count
+ * as used. Unassigned: block_size == 0, carved == 0.
+ *
+ * Three cache lines by who writes them and who reads them. The first is
+ * the owner's: everything its malloc and free touch (the free list, the
+ * count, and its copy of the slab's shape for the free's checks). The
+ * second is read by other threads' frees: the owner and the same shape
+ * (the _mt fields), written only at assignment, release and carve. The
+ * third is written by other threads. The free fast path tells the owner
+ * by the segment's heap (segment header, read-mostly), so another thread's
+ * free never reads the owner's line: with the owner's free list on the
+ * line a remote free read, a producer/consumer pair moved that line
+ * between the two cores twice per block (the owner's pop wrote it, the
+ * consumer's free read it). */
 struct slab {
-    /* line 1: the owner's hot fields */
+    /* line 1: the owner's */
     void *free;                      /* local free list (owner only) */
-    uint32_t used;                   /* blocks out, see above */
-    uint32_t block_size;             /* bytes; 0 when unassigned */
-    struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
     uint64_t div_magic;              /* ceil(2^40 / block_size): offset -> index,
                                         exact for offsets < 2^20 */
-    _Atomic uint32_t carved;         /* bytes carved into blocks so far (written by
-                                        the owner; read by any thread's free,
-                                        hence relaxed atomic) */
-    uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
-    uint8_t cls;                     /* size class */
-    uint8_t where;                   /* SLAB_ON_* */
-    uint8_t index;                   /* slab number in its segment */
+    uint32_t used;                   /* blocks out, see above */
     uint32_t fast_floor;             /* the owner's frees take the fast path while
                                         used > this: 0 for the heap's current slab
                                         (it stays current when empty), 1 for the
@@ -113,28 +129,68 @@ struct slab {
                                         blocks on the full list (the slow path
                                         moves it to avail below that: see
                                         full_floor), UINT32_MAX when unowned */
+    uint32_t block_size;             /* bytes; 0 when unassigned */
+    uint32_t carved;                 /* bytes carved into blocks so far */
+    uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
+    uint8_t cls;                     /* size class */
+    uint8_t where;                   /* SLAB_ON_* */
+    uint8_t index;                   /* slab number in its segment */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
-    /* line 2: written by other threads */
-    _Alignas(64) _Atomic uintptr_t remote; /* remote free list | SLAB_RS_* */
+    /* line 2: read by any thread's free; the shape is the owner's, copied
+     * (slab_shape_set, slab_carved_set) */
+    _Alignas(64) struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
+    uint64_t div_magic_mt;           /* div_magic */
+    uint32_t block_size_mt;          /* block_size */
+    _Atomic uint32_t carved_mt;      /* carved (relaxed: the owner carves while other
+                                        threads free) */
+    uint8_t cls_mt;                  /* cls */
+    /* line 3: written by other threads */
+    _Alignas(64) _Atomic uintptr_t remote; /* count | remote free list | SLAB_RS_* */
     struct slab *notify_next;        /* in owner->notify */
     _Atomic uint8_t in_notify;       /* 1 from a freer's push onto owner->notify
                                         until the owner drains it */
     _Atomic uint8_t pstate;          /* SLAB_P_*: the purger's view of the slab */
     uint64_t freed_at;               /* ns: when it was last released (DIRTY) */
+    /* line 4: padding to a power of two (slab_of: a shift and a mask) */
+    _Alignas(64) uint8_t pad;
 };
-_Static_assert(sizeof(struct slab) == 128, "two cache lines, a power of two");
+#define SLAB_RECORD_SHIFT 8
+_Static_assert(sizeof(struct slab) == (size_t)1 << SLAB_RECORD_SHIFT,
+               "four cache lines, a power of two (slab_of)");
+_Static_assert(offsetof(struct slab, next) + sizeof(void *) * 2 <= 64 &&
+                   offsetof(struct slab, owner) == 64 && offsetof(struct slab, remote) == 128,
+               "the owner's, the freers' and the remote writers' fields on their own lines");
+
+/* The slab's shape: the owner's fields and the copy other threads read. */
+static inline void slab_shape_set(struct slab *sl, uint32_t block_size, uint64_t div_magic,
+                                  uint8_t cls) {
+    sl->block_size = block_size;
+    sl->div_magic = div_magic;
+    sl->cls = cls;
+    sl->block_size_mt = block_size;
+    sl->div_magic_mt = div_magic;
+    sl->cls_mt = cls;
+}
+static inline void slab_carved_set(struct slab *sl, uint32_t carved) {
+    sl->carved = carved;
+    atomic_store_relaxed(&sl->carved_mt, carved);
+}
 
 struct slab_segment {
+    /* line 1: read by every free, written when the segment changes hands */
     uint32_t magic;                  /* SLAB_SEG_MAGIC */
-    uint32_t free_slabs;             /* bit i: slab i unassigned (slab 0 never) */
+    int32_t node;                    /* NUMA node of the thread that mapped it, -1
+                                        when placement is off (HAKMEM_NUMA) */
     struct slab_lane *lane;          /* the lane this segment belongs to */
-    struct slab_heap *heap;          /* owner, NULL when abandoned or cached */
+    struct slab_heap *_Atomic heap;  /* owner, NULL when abandoned or cached; the
+                                        owner of every slab of it in use (the free
+                                        fast path's ownership test) */
+    /* line 2: the owner's (slow paths) */
+    _Alignas(64) uint32_t free_slabs; /* bit i: slab i unassigned (slab 0 never) */
     struct slab_segment *next, *prev;/* heap's segment lists, or the lane's
                                         abandoned list or cache */
     struct slab_segment *all_next, *all_prev; /* the lane's list of all its
                                         segments (under the lane's lock) */
-    int32_t node;                    /* NUMA node of the thread that mapped it, -1
-                                        when placement is off (HAKMEM_NUMA) */
     uint8_t tier;                    /* SLAB_TIER_*; which heap list holds it follows
                                         from free_slabs and tier (heap_seg_list) */
     struct slab slabs[SLAB_MAX_PER_SEG]; /* slabs[0] describes the header slab */
@@ -144,6 +200,33 @@ _Static_assert(sizeof(struct slab_segment) <= 65536, "the header fits the smalle
 
 struct slab_list {
     struct slab *head, *tail;
+};
+
+/* Remote-free batching: a thread that frees another thread's blocks keeps
+ * them in a small table of chains, one chain per slab (a slot chosen by
+ * the slab's address), and pushes a whole chain onto the slab's remote
+ * list with one CAS: when the chain holds SLAB_RBUF_BYTES or
+ * SLAB_RBUF_BLOCKS, when a block of another slab needs its slot, every 64
+ * allocation slow paths of the thread, at malloc_trim and at thread exit.
+ * A block in a chain counts as used by its slab (the slab cannot be
+ * released under it) and carries the freed-block mark (a second free of
+ * it is reported). A thread that stops freeing keeps its chains until one
+ * of those events: at most SLAB_RBUF_SLOTS chains of under SLAB_RBUF_BYTES
+ * each, which keep at most as many slabs from going back to their
+ * segments. Blocks that would make chains of fewer than
+ * SLAB_RBUF_MIN_BLOCKS (above 1 KiB: the pool lane's, whose slabs are
+ * 256 KiB) are pushed one by one: there a chain saves little and would
+ * keep a big slab. */
+#define SLAB_RBUF_SLOTS 32   /* a power of two */
+#define SLAB_RBUF_BYTES 4096
+#define SLAB_RBUF_BLOCKS 32
+#define SLAB_RBUF_MIN_BLOCKS 4
+
+struct slab_rbuf {
+    struct slab *sl;   /* the chain's slab (another heap's); NULL: slot empty */
+    void *head, *tail; /* the chain, linked as on a free list; tail's link unset */
+    uint32_t n;        /* blocks on the chain */
+    uint32_t cap;      /* blocks at which it is pushed */
 };
 
 struct slab_heap {
@@ -157,7 +240,6 @@ struct slab_heap {
                                                  slabs back from full go last, so
                                                  they gather frees before reuse */
     struct slab_list full[SLAB_MAX_CLASSES];  /* slabs put aside as full (NOTIFY) */
-    struct slab *_Atomic notify;        /* full slabs that got a remote free */
     struct slab_segment *segs;          /* HOT segments with an unassigned slab */
     struct slab_segment *segs_drain;    /* DRAINING segments with an unassigned slab */
     struct slab_segment *segs_full;     /* segments with none (either tier) */
@@ -178,6 +260,11 @@ struct slab_heap {
 #define SLAB_TC_MAX_BLOCKS 16           /* tc_max's bound, however small the blocks */
     uint16_t tc_room[SLAB_MAX_CLASSES]; /* blocks tc[cls] may take yet */
     uint16_t tc_max[SLAB_MAX_CLASSES];  /* tc_room when empty; 0: no block cache */
+    uint32_t rbuf_used;                 /* slots of rbuf holding a chain */
+    struct slab_rbuf rbuf[SLAB_RBUF_SLOTS]; /* other heaps' blocks this thread freed,
+                                               not pushed yet (see above) */
+    /* the only field other threads write, on a line of its own */
+    _Alignas(64) struct slab *_Atomic notify; /* full slabs that got a remote free */
 };
 
 enum { SLAB_HEAP_LIVE = 1, SLAB_HEAP_EMPTY = 2, SLAB_HEAP_DEAD = 3, SLAB_HEAP_ORPHAN = 4 };
@@ -197,6 +284,8 @@ struct slab_lane {
     int tc_opt;                         /* option: KiB of freed blocks per class in a
                                            heap's block cache, or 0 (HAK_OPT_MODE, never
                                            a cache size) for none */
+    struct slab_heap **(*tls)(void);    /* the calling thread's TLS heap pointer (for a
+                                           thread whose first call is a free) */
     /* state */
     pthread_mutex_t lock;               /* abandoned, cache */
     pthread_mutex_t orphan_lock;        /* orphan heap */
@@ -231,10 +320,17 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call);
 unsigned slab_class_aligned(const struct slab_lane *L, size_t size, size_t align);
 /* The slab of p (in the segment at seg). */
 static inline struct slab *slab_of(const void *p, uintptr_t seg, unsigned slab_shift) {
-    return &((struct slab_segment *)seg)->slabs[((uintptr_t)p - seg) >> slab_shift];
+    /* index * sizeof(struct slab) with one shift and one mask: the record
+     * is 1 << SLAB_RECORD_SHIFT bytes, the slab at least that */
+    uintptr_t at = ((uintptr_t)p >> (slab_shift - SLAB_RECORD_SHIFT)) &
+                   (((uintptr_t)HAK_CHUNK - 1) >> (slab_shift - SLAB_RECORD_SHIFT)) &
+                   ~(((uintptr_t)1 << SLAB_RECORD_SHIFT) - 1);
+    return (struct slab *)((char *)((struct slab_segment *)seg)->slabs + at);
 }
 void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls);
-size_t slab_trim(struct slab_lane *L);
+/* Pushes the remote-free chains of the calling thread (heap *tls), then
+ * takes back what exited threads' segments got meanwhile. */
+size_t slab_trim(struct slab_lane *L, struct slab_heap **tls);
 /* Flushes h's batched counters (h: the calling thread's heap). */
 void slab_flush_stats(struct slab_lane *L, struct slab_heap *h);
 void slab_fork_prepare(struct slab_lane *L);
@@ -248,7 +344,7 @@ void slab_fork_child(struct slab_lane *L, struct slab_heap *h);
  * _fork_child and _flush_stats, for the engine lane L and TLS pointer tls. */
 #define SLAB_LANE_FORWARDERS(name, L, tls)                                      \
     static void name##_thread_exit(void) { slab_thread_exit(&(L), &(tls)); }   \
-    static size_t name##_trim(void) { return slab_trim(&(L)); }                \
+    static size_t name##_trim(void) { return slab_trim(&(L), &(tls)); }        \
     static void name##_fork_prepare(void) { slab_fork_prepare(&(L)); }         \
     static void name##_fork_parent(void) { slab_fork_parent(&(L)); }           \
     static void name##_fork_child(void) { slab_fork_child(&(L), (tls)); }      \
@@ -358,36 +454,39 @@ static HAK_ALWAYS_INLINE void *slab_tc_pop(struct slab_heap *h, unsigned cls,
 static HAK_ALWAYS_INLINE void slab_free_fast_impl(void *p, uintptr_t seg, unsigned slab_shift,
                                                   struct slab_heap *h, hak_call_t call,
                                                   bool tc) {
-    struct slab *sl = slab_of(p, seg, slab_shift);
-    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
-    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
-    uintptr_t mark = slab_mark(p);
-    /* The owner test comes before any read of the owner's fields (free,
-     * used): another thread's slab is only looked at through atomics. */
-    if (HAK_LIKELY(atomic_load_relaxed(&sl->owner) == h && idx * sl->block_size == off &&
-                   off < atomic_load_relaxed(&sl->carved) && *slab_mark_of(p) != mark &&
-                   sl->used > sl->fast_floor)) {
-        *slab_mark_of(p) = mark;
-        sl->used--;
-        if (tc) {
-            unsigned cls = sl->cls;
-            uint16_t room = h->tc_room[cls];
-            if (HAK_LIKELY(room != 0)) {
-                *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
-                h->tc[cls] = p;
-                h->tc_room[cls] = (uint16_t)(room - 1);
-                if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][cls]++;
-                slab_count_op(h);
-                return;
+    /* The owner test comes before any read of the slab: another thread's
+     * free does not read the owner's line (the fence keeps the compiler
+     * from hoisting those reads above the test). */
+    if (HAK_LIKELY(atomic_load_relaxed(&((struct slab_segment *)seg)->heap) == h)) {
+        atomic_signal_fence(memory_order_acq_rel);
+        struct slab *sl = slab_of(p, seg, slab_shift);
+        uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
+        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
+        uintptr_t mark = slab_mark(p);
+        if (HAK_LIKELY(idx * sl->block_size == off && off < sl->carved &&
+                       *slab_mark_of(p) != mark && sl->used > sl->fast_floor)) {
+            *slab_mark_of(p) = mark;
+            sl->used--;
+            if (tc) {
+                unsigned cls = sl->cls;
+                uint16_t room = h->tc_room[cls];
+                if (HAK_LIKELY(room != 0)) {
+                    *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
+                    h->tc[cls] = p;
+                    h->tc_room[cls] = (uint16_t)(room - 1);
+                    if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][cls]++;
+                    slab_count_op(h);
+                    return;
+                }
             }
+            *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
+            sl->free = p;
+            if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
+            slab_count_op(h);
+            return;
         }
-        *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
-        sl->free = p;
-        if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
-        slab_count_op(h);
-        return;
     }
-    slab_free_slow(sl, p, h, call);
+    slab_free_slow(slab_of(p, seg, slab_shift), p, h, call);
 }
 
 /* The free fast path of a lane without the block cache. */

@@ -214,6 +214,72 @@ static inline void check_remote_free(const struct lane_desc *d, size_t size) {
     free(c.blocks);
 }
 
+/* ---- remote frees batched by the freeing thread ------------------------ */
+
+struct exit_ctx {
+    size_t size, n;
+    void **blocks;
+    pthread_barrier_t bar;
+    size_t reused; /* second-round blocks that were first-round blocks */
+};
+
+/* Frees every block (its first hakmem calls) and ends. */
+static inline void *free_all_then_exit(void *arg) {
+    struct exit_ctx *c = arg;
+    for (size_t i = 0; i < c->n; i++) hak_free(c->blocks[i]);
+    return NULL;
+}
+
+static inline void *exit_owner(void *arg) {
+    struct exit_ctx *c = arg;
+    for (size_t i = 0; i < c->n; i++) c->blocks[i] = hak_malloc(c->size);
+    uintptr_t *first = malloc(c->n * sizeof *first);
+    for (size_t i = 0; i < c->n; i++) first[i] = (uintptr_t)c->blocks[i];
+    qsort(first, c->n, sizeof *first, addr_cmp);
+    pthread_barrier_wait(&c->bar); /* the freeing thread frees them all and ends */
+    pthread_barrier_wait(&c->bar);
+    for (size_t i = 0; i < c->n; i++) {
+        void *p = hak_malloc(c->size);
+        uintptr_t key = (uintptr_t)p;
+        if (bsearch(&key, first, c->n, sizeof *first, addr_cmp)) c->reused++;
+        c->blocks[i] = p;
+    }
+    for (size_t i = 0; i < c->n; i++) hak_free(c->blocks[i]);
+    free(first);
+    return NULL;
+}
+
+/* A thread whose only calls are frees of another thread's blocks (three
+ * whole slabs of them) and that then ends hands every block back: the
+ * owner, still running, gets all of them again before any new one, and
+ * the frees are counted. The freeing thread holds its blocks back in
+ * chains of its remote buffer; a slab's last partial chain goes home only
+ * when the thread ends. */
+static inline void check_remote_frees_come_home_at_thread_exit(const struct lane_desc *d,
+                                                              size_t size) {
+    require_lane(d);
+    require_counters();
+    unsigned cls;
+    size_t bs = class_for(d, size, &cls);
+    struct exit_ctx c = {.size = size, .n = d->slab_size / bs * 3};
+    c.blocks = malloc(c.n * sizeof *c.blocks);
+    pthread_barrier_init(&c.bar, NULL, 2);
+    uint64_t remote_before = class_stats(d, cls).remote_frees;
+    pthread_t owner, freer;
+    pthread_create(&owner, NULL, exit_owner, &c);
+    pthread_barrier_wait(&c.bar);
+    pthread_create(&freer, NULL, free_all_then_exit, &c);
+    pthread_join(freer, NULL);
+    pthread_barrier_wait(&c.bar);
+    pthread_join(owner, NULL);
+    pthread_barrier_destroy(&c.bar);
+    uint64_t remote_after = class_stats(d, cls).remote_frees;
+    cr_assert_geq(remote_after - remote_before, c.n, "remote frees counted: %llu of %zu",
+                  (unsigned long long)(remote_after - remote_before), c.n);
+    cr_assert_eq(c.reused, c.n, "only %zu of %zu blocks came home", c.reused, c.n);
+    free(c.blocks);
+}
+
 /* ---- abandonment and adoption -------------------------------------------- */
 
 struct abandon_ctx {
@@ -517,6 +583,25 @@ static inline void misuse_double_free_remote(void *arg) {
     hak_free(keep);
 }
 
+static inline void *free_twice(void *p) {
+    hak_free(p);
+    hak_free(p);
+    return NULL;
+}
+
+/* A block freed twice by another thread (held back in that thread's remote
+ * buffer in between). */
+static inline void misuse_double_free_remote_twice(void *arg) {
+    size_t size = *(size_t *)arg;
+    void *a = hak_malloc(size), *b = hak_malloc(size), *keep = hak_malloc(size);
+    pthread_t t;
+    pthread_create(&t, NULL, free_once, b); /* b starts a chain of the slab */
+    pthread_join(t, NULL);
+    pthread_create(&t, NULL, free_twice, a);
+    pthread_join(t, NULL);
+    hak_free(keep);
+}
+
 static inline void misuse_interior(void *arg) {
     size_t size = *(size_t *)arg;
     char *p = hak_malloc(size);
@@ -534,6 +619,9 @@ static inline void check_misuse(const struct lane_desc *d, size_t size) {
     cr_assert(strstr(err, "hakmem: free(): double free") != NULL, "stderr: %s", err);
     err = run_child(misuse_double_free_remote, &size, &aborted);
     cr_assert(aborted, "double free after a remote free did not abort; stderr: %s", err);
+    cr_assert(strstr(err, "hakmem: free(): double free") != NULL, "stderr: %s", err);
+    err = run_child(misuse_double_free_remote_twice, &size, &aborted);
+    cr_assert(aborted, "double free by a remote thread did not abort; stderr: %s", err);
     cr_assert(strstr(err, "hakmem: free(): double free") != NULL, "stderr: %s", err);
     err = run_child(misuse_interior, &size, &aborted);
     cr_assert(aborted, "interior free did not abort; stderr: %s", err);

@@ -35,6 +35,10 @@ Test(pool, remote_free_returns_blocks_to_owner_including_full_slabs) {
     check_remote_free(&pool, 8192);
 }
 
+Test(pool, remote_frees_held_back_by_a_thread_come_home_when_it_exits) {
+    check_remote_frees_come_home_at_thread_exit(&pool, 1280);
+}
+
 Test(pool, exited_threads_segments_are_adopted_and_trimmed) { check_abandon_adopt(&pool, 4000); }
 
 Test(pool, grows_past_any_fixed_number_of_segments) { check_growth(&pool, 32 * KiB, 400 * MiB); }

@@ -22,6 +22,11 @@ Test(tiny, remote_free_returns_blocks_to_owner_including_full_slabs) {
     check_remote_free(&tiny, 640);
 }
 
+Test(tiny, remote_frees_held_back_by_a_thread_come_home_when_it_exits) {
+    check_remote_frees_come_home_at_thread_exit(&tiny, 48);
+    check_remote_frees_come_home_at_thread_exit(&tiny, 96);
+}
+
 Test(tiny, exited_threads_segments_are_adopted_and_trimmed) { check_abandon_adopt(&tiny, 128); }
 
 Test(tiny, grows_past_any_fixed_number_of_superslabs) { check_growth(&tiny, 1024, 300 * MiB); }

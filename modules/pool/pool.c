@@ -24,8 +24,10 @@ const uint8_t pool_class_of[HAK_POOL_MAX >> 8] = {
 };
 
 HAK_TLS_IE struct slab_heap *pool_tls_heap = &slab_heap_empty;
+static struct slab_heap **pool_tls(void) { return &pool_tls_heap; }
 
 struct slab_lane pool_slabs = {
+    .tls = pool_tls,
     .id = HAK_LANE_POOL,
     .slab_shift = POOL_SLAB_SHIFT,
     .nclasses = POOL_CLASSES,
@@ -62,7 +64,7 @@ static void pool_free(void *p, uintptr_t seg, hak_call_t call) { pool_free_fast(
 static void *pool_resize(void *p, uintptr_t seg, size_t new_size) {
     /* in place when the new size has the same class */
     const struct slab *sl = slab_of(p, seg, POOL_SLAB_SHIFT);
-    return new_size > HAK_TINY_MAX && pool_class_of[(new_size - 1) >> 8] == sl->cls ? p : NULL;
+    return new_size > HAK_TINY_MAX && pool_class_of[(new_size - 1) >> 8] == sl->cls_mt ? p : NULL;
 }
 
 SLAB_LANE_FORWARDERS(pool, pool_slabs, pool_tls_heap)

@@ -23,8 +23,10 @@ const uint8_t tiny_class_of[(HAK_TINY_MAX >> 3) + 1] = {
 };
 
 HAK_TLS_IE struct slab_heap *tiny_tls_heap = &slab_heap_empty;
+static struct slab_heap **tiny_tls(void) { return &tiny_tls_heap; }
 
 struct slab_lane tiny_slabs = {
+    .tls = tiny_tls,
     .id = HAK_LANE_TINY,
     .slab_shift = TINY_SLAB_SHIFT,
     .nclasses = TINY_CLASSES,
@@ -60,7 +62,7 @@ static void tiny_free(void *p, uintptr_t seg, hak_call_t call) { tiny_free_fast(
 static void *tiny_resize(void *p, uintptr_t seg, size_t new_size) {
     /* in place when the new size has the same class */
     const struct slab *sl = slab_of(p, seg, TINY_SLAB_SHIFT);
-    return tiny_class_of[(new_size + 7) >> 3] == sl->cls ? p : NULL;
+    return tiny_class_of[(new_size + 7) >> 3] == sl->cls_mt ? p : NULL;
 }
 
 SLAB_LANE_FORWARDERS(tiny, tiny_slabs, tiny_tls_heap)
