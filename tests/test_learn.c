@@ -147,6 +147,7 @@ static void observe(const struct workload *w, const struct hak_policy *pol, stru
         uint64_t allocs = w->per_window[k] + (uint64_t)(uniform01() * 40);
         o->allocs_large += allocs;
         o->misses_large += miss;
+        o->misses_cls[k] = miss;
         o->os_events += miss / 64;
         o->sig[LEARN_MID_CLASSES + k] = allocs;
         /* the caches hold what the working set leaves them, up to the caps */
@@ -442,6 +443,10 @@ Test(learn_core, timed_windows_grow_a_cap_only_where_its_misses_cost_cpu_time) {
     struct workload slow = one_big_class(20000);
     run_windows(&r, &slow, 600, &pol);
     cr_assert_eq(r.c.incumbent.cap_large[19], 1, "cap %u", r.c.incumbent.cap_large[19]);
+    /* a growth that cannot pay is not even tried (its trial would leave
+     * cached pages resident) */
+    const unsigned grow_640k_1m = LEARN_ARM_LARGE_UP + 2 * (19 / LEARN_GROUP_CLASSES);
+    cr_assert_eq(r.c.arms[grow_640k_1m].pulls, 0, "tried %s", learn_arm_name(grow_640k_1m));
     cr_assert_neq(r.c.state, HAK_LEARN_LEARN, "never froze");
     /* 400 ns per allocation: the same misses cost a quarter of its time */
     start_run(&r, (uint64_t)256 << 20, &pol);

@@ -274,7 +274,7 @@ void learn_cfg_default(struct learn_cfg *cfg, uint64_t budget_bytes, double hit_
     cfg->hysteresis = 3;
     cfg->cooldown = 1;
     cfg->leap = 5;
-    cfg->freeze_after = 20;
+    cfg->freeze_after = 12;
     cfg->canary_every = 20;
     cfg->shift_l1 = 0.5;
     cfg->explore = 0.05;
@@ -286,6 +286,7 @@ void learn_core_init(struct learn_core *c, const struct learn_cfg *cfg,
     c->cfg = *cfg;
     c->state = HAK_LEARN_LEARN;
     c->start = *start;
+    for (unsigned g = 0; g < LEARN_GROUPS; g++) c->group_gain[g] = -1;
     c->incumbent = *start;
     c->current = *start;
     c->trial = LEARN_ARM_STAY;
@@ -354,8 +355,58 @@ static bool group_has_traffic(const struct learn_core *c, unsigned first, unsign
     return t >= 1;
 }
 
+/* The CPU time of window o's allocations (timed windows), else 0. */
+static double window_cpu(const struct learn_core *c, const struct learn_obs *o) {
+    if (o->cpu_ns == 0 || c->cpu_per_alloc <= 0) return 0;
+    return (double)(o->allocs_mid + o->allocs_large + o->allocs_huge) * c->cpu_per_alloc;
+}
+
+/* What the misses of cap_large group g beyond the target hit rate cost in
+ * window o, as a share of its CPU time (-1 when not timed). */
+static double group_miss_cost(const struct learn_core *c, const struct learn_obs *o, unsigned g) {
+    double cpu = window_cpu(c, o);
+    if (cpu <= 0 || o->refill_ns == 0) return -1;
+    double allocs = 0, misses = 0;
+    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++) {
+        allocs += (double)o->sig[LEARN_MID_CLASSES + k];
+        misses += (double)o->misses_cls[k];
+    }
+    double x = misses - (1 - c->cfg.target_hit_large) * allocs;
+    return x > 0 ? x * (double)o->refill_ns / cpu : 0;
+}
+
+/* Blocks of class k that caps (thread + twice as many shared) let the
+ * caches keep: no more than the class has had in use at once, when known. */
+static double cacheable(uint32_t cap, uint64_t peak) {
+    double n = 3.0 * cap;
+    return peak > 0 && (double)peak < n ? (double)peak : n;
+}
+
+/* Whether growing group g's caps to cand could pay, judged before trying
+ * it (timed windows only): its misses under the incumbent must cost at
+ * least the margin, and at least the memory term of the blocks the larger
+ * caps may keep (of the group's classes with traffic, up to the most
+ * blocks each has had in use at once). A trial that grows caches leaves
+ * its pages resident after it ends, so trying a move that cannot pay costs
+ * peak memory for nothing. */
+static bool growth_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned g,
+                           const struct hak_policy *cand) {
+    double gain = c->group_gain[g];
+    if (gain < 0) return true; /* not known (untimed, or not measured yet) */
+    double extra = 0;
+    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+        if (c->recent[LEARN_MID_CLASSES + k] >= 1)
+            extra += (cacheable(cand->cap_large[k], o->peak_cls[k]) -
+                      cacheable(c->incumbent.cap_large[k], o->peak_cls[k])) *
+                     ace_class_size[k];
+    struct learn_obs m = *o;
+    m.ace_cache_bytes = (uint64_t)extra;
+    return gain >= c->cfg.margin && gain >= learn_mem_cost(c, &m);
+}
+
 /* Arms worth trying now: they change the incumbent, stay within the budget,
- * and act on a class or lane that has had traffic lately. */
+ * act on a class or lane that has had traffic lately, and (a cap_large
+ * group grown) could pay. */
 static void eligible_arms(const struct learn_core *c, const struct learn_obs *o, bool *ok) {
     bool mid = group_has_traffic(c, 0, LEARN_MID_CLASSES);
     bool large = group_has_traffic(c, LEARN_MID_CLASSES, LEARN_LARGE_CLASSES);
@@ -370,7 +421,8 @@ static void eligible_arms(const struct learn_core *c, const struct learn_obs *o,
         if (!ok[a]) continue;
         if (a < LEARN_ARM_MID_UP)
             ok[a] = group_has_traffic(c, LEARN_MID_CLASSES + (a - 1) / 2 * LEARN_GROUP_CLASSES,
-                                      LEARN_GROUP_CLASSES);
+                                      LEARN_GROUP_CLASSES) &&
+                    (!grows || growth_can_pay(c, o, (a - 1) / 2, &cand));
         else if (a <= LEARN_ARM_MID_DOWN)
             ok[a] = mid;
         else if (a <= LEARN_ARM_BATCH_DOWN)
@@ -458,6 +510,7 @@ static bool relearn(struct learn_core *c, const double *was, const double *now) 
     c->cooldown_left = 0;
     c->last_adopted = LEARN_ARM_STAY;
     c->cpu_per_alloc = 0; /* the new phase's work per allocation differs */
+    for (unsigned g = 0; g < LEARN_GROUPS; g++) c->group_gain[g] = -1;
     double sw = 0, sn = 0;
     for (unsigned i = 0; i < LEARN_SIG_BINS; i++) {
         sw += was[i];
@@ -551,6 +604,11 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
     }
     double r = learn_reward(c, o);
     c->last_reward = r;
+    /* what each group's misses cost under the incumbent's caps for it */
+    for (unsigned g = 0; g < LEARN_GROUPS; g++)
+        if (c->trial == LEARN_ARM_STAY || c->trial >= LEARN_ARM_MID_UP ||
+            (c->trial - LEARN_ARM_LARGE_UP) / 2 != g)
+            c->group_gain[g] = group_miss_cost(c, o, g);
     c->arms[c->trial].pulls += 1;
     c->arms[c->trial].sum += r;
 
@@ -653,7 +711,7 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
 #define LEARN_STACK ((size_t)128 * 1024)
 #define RING 256 /* sampled refill latencies waiting for the learner */
 /* A FROZEN window lasts this many windows (the learner sleeps through it). */
-#define FROZEN_WINDOWS 2
+#define FROZEN_WINDOWS 1
 
 static pthread_mutex_t learn_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct learn_core core;
@@ -695,7 +753,9 @@ static void read_counters(struct reading *r) {
     for (unsigned k = 0; k < ACE_CLASSES; k++) {
         uint64_t a = cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_allocs);
         o->allocs_large += a;
-        o->misses_large += cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_refills);
+        o->misses_cls[k] = cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_refills);
+        o->peak_cls[k] = atomic_load_relaxed(&stats_classes[HAK_LANE_ACE][k].peak_live);
+        o->misses_large += o->misses_cls[k];
         o->sig[LEARN_MID_CLASSES + k] = a;
     }
     o->allocs_huge = atomic_load_relaxed(&stats_lanes[HAK_LANE_HUGE].c[HAK_CTR_allocs]);
@@ -738,6 +798,10 @@ static void delta(const struct reading *now, const struct reading *base, struct 
     o->os_events = a->os_events - b->os_events;
     o->cached_bytes = a->cached_bytes;
     for (unsigned i = 0; i < LEARN_SIG_BINS; i++) o->sig[i] = a->sig[i] - b->sig[i];
+    for (unsigned k = 0; k < LEARN_LARGE_CLASSES; k++) {
+        o->misses_cls[k] = a->misses_cls[k] - b->misses_cls[k];
+        o->peak_cls[k] = a->peak_cls[k];
+    }
     o->live_bytes = a->live_bytes;
     o->ace_cache_bytes = a->ace_cache_bytes;
 }
@@ -797,7 +861,9 @@ static void *learner_main(void *arg) {
         cache_sum += (double)now.o.ace_cache_bytes;
         looks++;
         uint64_t t = os_now_ns();
-        if (state != HAK_LEARN_FROZEN && now.allocs_all - base.allocs_all < WINDOW_EVENTS &&
+        /* a CANARY window only confirms a shift: an eighth of the events */
+        uint64_t events = state == HAK_LEARN_CANARY ? WINDOW_EVENTS / 8 : WINDOW_EVENTS;
+        if (state != HAK_LEARN_FROZEN && now.allocs_all - base.allocs_all < events &&
             t - start < window_ns)
             continue;
         struct learn_obs o;

@@ -119,6 +119,9 @@ struct learn_obs {
     uint64_t os_events;                  /* maps, unmaps and purges of pool, ACE, huge */
     uint64_t cached_bytes;               /* mapped minus live bytes of those lanes, now */
     uint64_t sig[LEARN_SIG_BINS];        /* allocations per class (the signature) */
+    uint64_t misses_cls[LEARN_LARGE_CLASSES]; /* ACE misses (refills) per class */
+    uint64_t peak_cls[LEARN_LARGE_CLASSES];   /* most blocks of the class in use at once
+                                                 so far (0: not known) */
     /* What the misses cost and what the caches hold (0: not measured; the
      * reward then falls back on hit rates alone): */
     uint64_t cpu_ns;          /* CPU time of the whole process over the window */
@@ -149,6 +152,9 @@ struct learn_core {
     double frozen_sig[LEARN_SIG_BINS]; /* the signature when it froze */
     double last_l1;                 /* the last CANARY's distance */
     double last_reward;
+    double group_gain[LEARN_GROUPS]; /* what a cap_large group's misses beyond the
+                                       target cost under the incumbent (share of the
+                                       CPU time, last such window; < 0: not known) */
     double cpu_per_alloc;           /* ns of the process's CPU time per allocation,
                                        smoothed over the LEARN windows (0: none yet) */
     uint64_t windows, trials, adoptions, publishes, relearns;
