@@ -189,6 +189,8 @@ extern HAK_HIDDEN _Atomic bool learn_sampling;
 extern HAK_HIDDEN _Atomic bool learn_running;
 /* Whether ACE refills should be timed now (LEARN and CANARY). */
 static inline bool learn_sampling_now(void) { return atomic_load_relaxed(&learn_sampling); }
+/* Whether the learner's thread runs (it reads the global counters). */
+static inline bool learn_running_now(void) { return atomic_load_relaxed(&learn_running); }
 /* One sampled ACE refill took ns nanoseconds (any thread, lock-free). */
 void learn_note_refill_ns(uint64_t ns);
 void learn_fork_prepare(void);
@@ -198,6 +200,7 @@ void learn_fork_child(void);
 static inline void learn_register(void) {}
 static inline void learn_tick(void) {}
 static inline bool learn_sampling_now(void) { return false; }
+static inline bool learn_running_now(void) { return false; }
 static inline void learn_note_refill_ns(uint64_t ns) { (void)ns; }
 static inline void learn_fork_prepare(void) {}
 static inline void learn_fork_parent(void) {}
