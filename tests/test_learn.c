@@ -560,3 +560,26 @@ Test(learn_core, the_same_move_winning_again_by_a_wide_margin_takes_two_steps) {
     cr_assert(leapt, "adopted caps %u -> %u -> %u", caps[0], caps[1], n > 2 ? caps[2] : 0);
     cr_assert_leq(n, 3, "%u adoptions", n - 1);
 }
+
+Test(learn_core, a_shrink_that_could_save_less_than_the_margin_is_not_tried) {
+    /* 40 KiB blocks, 20 in use, little work per allocation: the caches
+     * hold under 1 MiB, worth less than the margin against the smallest
+     * heap (4 MiB): halving the caps cannot pay, so it is never on trial */
+    struct run r;
+    struct hak_policy pol;
+    start_run(&r, (uint64_t)256 << 20, &pol);
+    struct workload w;
+    memset(&w, 0, sizeof w);
+    w.ws[0] = 20;
+    w.per_window[0] = 8000;
+    w.cpu_per_alloc_ns = 300;
+    w.refill_ns = 150;
+    const unsigned shrink_40k_64k = LEARN_ARM_LARGE_UP + 1;
+    for (unsigned i = 0; i < 300; i++) {
+        run_windows(&r, &w, 1, &pol);
+        cr_assert_neq(r.c.trial, shrink_40k_64k, "window %u: %s on trial", i,
+                      learn_arm_name(shrink_40k_64k));
+    }
+    cr_assert_gt(r.c.trials, 0);
+    cr_assert_gt(r.c.incumbent.cap_large[0], r.c.start.cap_large[0], "the cap did not grow");
+}

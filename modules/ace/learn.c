@@ -404,9 +404,21 @@ static bool growth_can_pay(const struct learn_core *c, const struct learn_obs *o
     return gain >= c->cfg.margin && gain >= learn_mem_cost(c, &m);
 }
 
+/* Whether shrinking group g's caps could pay (timed windows only): it
+ * gains at most the memory term of what the group's caches hold, which
+ * must reach the margin. */
+static bool shrink_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned g) {
+    if (window_cpu(c, o) <= 0) return true; /* untimed */
+    struct learn_obs m = *o;
+    m.ace_cache_bytes = 0;
+    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+        m.ace_cache_bytes += o->cache_cls[k];
+    return learn_mem_cost(c, &m) >= c->cfg.margin;
+}
+
 /* Arms worth trying now: they change the incumbent, stay within the budget,
  * act on a class or lane that has had traffic lately, and (a cap_large
- * group grown) could pay. */
+ * group grown or shrunk) could pay. */
 static void eligible_arms(const struct learn_core *c, const struct learn_obs *o, bool *ok) {
     bool mid = group_has_traffic(c, 0, LEARN_MID_CLASSES);
     bool large = group_has_traffic(c, LEARN_MID_CLASSES, LEARN_LARGE_CLASSES);
@@ -422,7 +434,8 @@ static void eligible_arms(const struct learn_core *c, const struct learn_obs *o,
         if (a < LEARN_ARM_MID_UP)
             ok[a] = group_has_traffic(c, LEARN_MID_CLASSES + (a - 1) / 2 * LEARN_GROUP_CLASSES,
                                       LEARN_GROUP_CLASSES) &&
-                    (!grows || growth_can_pay(c, o, (a - 1) / 2, &cand));
+                    (grows ? growth_can_pay(c, o, (a - 1) / 2, &cand)
+                           : shrink_can_pay(c, o, (a - 1) / 2));
         else if (a <= LEARN_ARM_MID_DOWN)
             ok[a] = mid;
         else if (a <= LEARN_ARM_BATCH_DOWN)
@@ -705,9 +718,9 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
 /* ---- the runtime ------------------------------------------------------- */
 
 /* A window closes after this many allocations at the latest. */
-#define WINDOW_EVENTS 32768
+#define WINDOW_EVENTS 16384
 /* Looks at the counters per window (HAKMEM_LEARN_WINDOW_MS / LOOKS apart). */
-#define LOOKS 4
+#define LOOKS 8
 #define LEARN_STACK ((size_t)128 * 1024)
 #define RING 256 /* sampled refill latencies waiting for the learner */
 /* A FROZEN window lasts this many windows (the learner sleeps through it). */
@@ -784,7 +797,8 @@ static void read_counters(struct reading *r) {
         int64_t runs = atomic_load_relaxed(&s->slabs);
         int64_t live = (int64_t)(atomic_load_relaxed(&s->c[HAK_CCTR_allocs]) -
                                  atomic_load_relaxed(&s->c[HAK_CCTR_frees]));
-        if (runs > live) o->ace_cache_bytes += (uint64_t)(runs - live) * ace_class_size[k];
+        o->cache_cls[k] = runs > live ? (uint64_t)(runs - live) * ace_class_size[k] : 0;
+        o->ace_cache_bytes += o->cache_cls[k];
     }
 }
 
@@ -801,6 +815,7 @@ static void delta(const struct reading *now, const struct reading *base, struct 
     for (unsigned k = 0; k < LEARN_LARGE_CLASSES; k++) {
         o->misses_cls[k] = a->misses_cls[k] - b->misses_cls[k];
         o->peak_cls[k] = a->peak_cls[k];
+        o->cache_cls[k] = a->cache_cls[k];
     }
     o->live_bytes = a->live_bytes;
     o->ace_cache_bytes = a->ace_cache_bytes;

@@ -122,6 +122,8 @@ struct learn_obs {
     uint64_t misses_cls[LEARN_LARGE_CLASSES]; /* ACE misses (refills) per class */
     uint64_t peak_cls[LEARN_LARGE_CLASSES];   /* most blocks of the class in use at once
                                                  so far (0: not known) */
+    uint64_t cache_cls[LEARN_LARGE_CLASSES];  /* bytes of free blocks of the class the
+                                                 caches hold, now */
     /* What the misses cost and what the caches hold (0: not measured; the
      * reward then falls back on hit rates alone): */
     uint64_t cpu_ns;          /* CPU time of the whole process over the window */
