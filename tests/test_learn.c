@@ -152,7 +152,8 @@ static void observe(const struct workload *w, const struct hak_policy *pol, stru
         o->sig[LEARN_MID_CLASSES + k] = allocs;
         /* the caches hold what the working set leaves them, up to the caps */
         uint64_t cached = w->ws[k] < held ? w->ws[k] : held;
-        o->ace_cache_bytes += cached * ace_class_size[k];
+        o->cache_cls[k] = cached * ace_class_size[k];
+        o->ace_cache_bytes += o->cache_cls[k];
         o->live_bytes += (uint64_t)w->ws[k] * ace_class_size[k];
     }
     if (w->cpu_per_alloc_ns > 0) {

@@ -355,6 +355,22 @@ static bool group_has_traffic(const struct learn_core *c, unsigned first, unsign
     return t >= 1;
 }
 
+/* The arm's move applied to the incumbent, as the core makes it: a
+ * cap_large group grown raises only the caps of its classes that had
+ * traffic lately. A cap raised without traffic of its own is not backed
+ * by any evidence, and would keep blocks of that class cached when a
+ * later phase uses it (learn_phases: B's 320 KiB blocks grew the
+ * 384-512 KiB caps too, which held C's first frames' blocks). */
+static bool core_apply(const struct learn_core *c, unsigned arm, struct hak_policy *out) {
+    if (!learn_arm_apply(&c->incumbent, arm, out)) return false;
+    if (arm >= LEARN_ARM_LARGE_UP && arm < LEARN_ARM_MID_UP && ((arm - 1) & 1) == 0) {
+        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
+        for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+            if (c->recent[LEARN_MID_CLASSES + k] < 1) out->cap_large[k] = c->incumbent.cap_large[k];
+    }
+    return memcmp(out, &c->incumbent, sizeof *out) != 0;
+}
+
 /* The CPU time of window o's allocations (timed windows), else 0. */
 static double window_cpu(const struct learn_core *c, const struct learn_obs *o) {
     if (o->cpu_ns == 0 || c->cpu_per_alloc <= 0) return 0;
@@ -375,30 +391,27 @@ static double group_miss_cost(const struct learn_core *c, const struct learn_obs
     return x > 0 ? x * (double)o->refill_ns / cpu : 0;
 }
 
-/* Blocks of class k that caps (thread + twice as many shared) let the
- * caches keep: no more than the class has had in use at once, when known. */
-static double cacheable(uint32_t cap, uint64_t peak) {
-    double n = 3.0 * cap;
-    return peak > 0 && (double)peak < n ? (double)peak : n;
-}
-
 /* Whether growing group g's caps to cand could pay, judged before trying
  * it (timed windows only): its misses under the incumbent must cost at
- * least the margin, and at least the memory term of the blocks the larger
- * caps may keep (of the group's classes with traffic, up to the most
- * blocks each has had in use at once). A trial that grows caches leaves
- * its pages resident after it ends, so trying a move that cannot pay costs
- * peak memory for nothing. */
+ * least the margin, and at least the memory term of the bytes the larger
+ * caps may keep. Those are estimated, for each of the group's classes
+ * with traffic, as what its caches hold now scaled by the caps' growth
+ * (a cache that fills its cap now fills the larger one too), at most the
+ * blocks the growth adds to the thread's and the shared caches. A trial
+ * that grows caches leaves its pages resident after it ends, so trying a
+ * move that cannot pay costs peak memory for nothing. */
 static bool growth_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned g,
                            const struct hak_policy *cand) {
     double gain = c->group_gain[g];
     if (gain < 0) return true; /* not known (untimed, or not measured yet) */
     double extra = 0;
-    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
-        if (c->recent[LEARN_MID_CLASSES + k] >= 1)
-            extra += (cacheable(cand->cap_large[k], o->peak_cls[k]) -
-                      cacheable(c->incumbent.cap_large[k], o->peak_cls[k])) *
-                     ace_class_size[k];
+    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++) {
+        uint32_t was = c->incumbent.cap_large[k], now = cand->cap_large[k];
+        if (c->recent[LEARN_MID_CLASSES + k] < 1 || now <= was) continue;
+        double bound = 3.0 * (now - was) * ace_class_size[k];
+        double scaled = was ? (double)o->cache_cls[k] * (now - was) / was : bound;
+        extra += scaled < bound ? scaled : bound;
+    }
     struct learn_obs m = *o;
     m.ace_cache_bytes = (uint64_t)extra;
     return gain >= c->cfg.margin && gain >= learn_mem_cost(c, &m);
@@ -428,7 +441,7 @@ static void eligible_arms(const struct learn_core *c, const struct learn_obs *o,
     for (unsigned a = 1; a < LEARN_ARMS; a++) {
         struct hak_policy cand;
         bool grows = ((a - 1) & 1) == 0;
-        ok[a] = learn_arm_apply(&c->incumbent, a, &cand) &&
+        ok[a] = core_apply(c, a, &cand) &&
                 learn_policy_bytes(&cand) <= c->cfg.budget_bytes && !(over && grows);
         if (!ok[a]) continue;
         if (a < LEARN_ARM_MID_UP)
@@ -488,7 +501,7 @@ static void adopt(struct learn_core *c, unsigned arm, unsigned steps) {
     c->arms[arm].sum = 0;
     for (unsigned i = 0; i < steps; i++) {
         struct hak_policy next;
-        if (!learn_arm_apply(&c->incumbent, arm, &next) ||
+        if (!core_apply(c, arm, &next) ||
             learn_policy_bytes(&next) > c->cfg.budget_bytes)
             break;
         c->incumbent = next;
@@ -705,7 +718,7 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
         say(why, why_cap, "back to the incumbent after trying %s (reward %.3f)",
             learn_arm_name(was), r);
     } else {
-        learn_arm_apply(&c->incumbent, next, &c->current);
+        core_apply(c, next, &c->current);
         c->trials++;
         say(why, why_cap, "trial %s for a window (UCB1; last reward %.3f)", learn_arm_name(next),
             r);
@@ -767,7 +780,6 @@ static void read_counters(struct reading *r) {
         uint64_t a = cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_allocs);
         o->allocs_large += a;
         o->misses_cls[k] = cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_refills);
-        o->peak_cls[k] = atomic_load_relaxed(&stats_classes[HAK_LANE_ACE][k].peak_live);
         o->misses_large += o->misses_cls[k];
         o->sig[LEARN_MID_CLASSES + k] = a;
     }
@@ -814,7 +826,6 @@ static void delta(const struct reading *now, const struct reading *base, struct 
     for (unsigned i = 0; i < LEARN_SIG_BINS; i++) o->sig[i] = a->sig[i] - b->sig[i];
     for (unsigned k = 0; k < LEARN_LARGE_CLASSES; k++) {
         o->misses_cls[k] = a->misses_cls[k] - b->misses_cls[k];
-        o->peak_cls[k] = a->peak_cls[k];
         o->cache_cls[k] = a->cache_cls[k];
     }
     o->live_bytes = a->live_bytes;

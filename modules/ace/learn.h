@@ -120,8 +120,6 @@ struct learn_obs {
     uint64_t cached_bytes;               /* mapped minus live bytes of those lanes, now */
     uint64_t sig[LEARN_SIG_BINS];        /* allocations per class (the signature) */
     uint64_t misses_cls[LEARN_LARGE_CLASSES]; /* ACE misses (refills) per class */
-    uint64_t peak_cls[LEARN_LARGE_CLASSES];   /* most blocks of the class in use at once
-                                                 so far (0: not known) */
     uint64_t cache_cls[LEARN_LARGE_CLASSES];  /* bytes of free blocks of the class the
                                                  caches hold, now */
     /* What the misses cost and what the caches hold (0: not measured; the
