@@ -100,7 +100,8 @@ struct learn_cfg {
     unsigned cooldown;       /* windows without trials after an adoption */
     double leap;             /* the move of the last adoption, winning again by
                                 leap x margin, is adopted as two steps */
-    unsigned freeze_after;   /* LEARN windows without an adoption before FROZEN */
+    unsigned freeze_after;   /* LEARN windows without an adoption before FROZEN
+                                (counted once every eligible move was tried) */
     unsigned canary_every;   /* FROZEN windows between CANARY checks */
     double shift_l1;         /* signature distance that means a new phase: LEARN
                                 again (from CANARY), or anew (while learning) */
