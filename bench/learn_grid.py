@@ -94,7 +94,7 @@ def configs(args, lib: str, lib_nolearn: str, bench_dir: Path) -> list[bl.Alloca
     return out
 
 
-PHASE_RE = re.compile(r"learn_phases: phase (\w): ([0-9.]+) s")
+PHASE_RE = re.compile(r"learn_phases: phase (\w): ([0-9.]+) s(?:.*CPU ([0-9.]+) s)?")
 INCUMBENT_RE = re.compile(r"learn: incumbent: (.*)")
 STATE_RE = re.compile(r"learn: (\w+) -> (\w+)")
 
@@ -126,7 +126,8 @@ def policy_log(alloc: bl.Allocator, argv: list[str], timeout: float) -> list[str
             continue
         m = PHASE_RE.search(line)
         if m:
-            rows.append([m.group(1), f"{float(m.group(2)):.3f} s", str(adopted),
+            cpu = f" (CPU {float(m.group(3)):.3f} s)" if m.group(3) else ""
+            rows.append([m.group(1), f"{float(m.group(2)):.3f} s{cpu}", str(adopted),
                          " ".join(states) or "-", held])
             adopted, states = 0, []
     if not rows:

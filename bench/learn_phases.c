@@ -52,6 +52,15 @@ static size_t draw(bench_rng *rng, const struct phase *ph)
     }
 }
 
+/* CPU seconds of the whole process (every thread, the allocator's too):
+ * on a shared machine a phase's wall time says little. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t frames_a = 200000, frames_b = 150000, frames_c = 60000;
@@ -86,7 +95,7 @@ int main(int argc, char **argv)
     double t0 = bench_now();
     for (int p = 0; p < 3; p++) {
         const struct phase *ph = &phases[p];
-        double tp = bench_now();
+        double tp = bench_now(), cp = cpu_now();
         uint64_t ops0 = ops;
         for (uint64_t i = 0; i < ph->frames; i++, f++) {
             for (uint64_t k = 0; k < ph->ws; k++) {
@@ -117,8 +126,8 @@ int main(int argc, char **argv)
         }
         /* per phase, on stderr (the result line stays the last of stdout) */
         double dt = bench_now() - tp;
-        fprintf(stderr, "learn_phases: phase %c: %.3f s, %.0f ops/s\n", 'A' + p, dt,
-                dt > 0 ? (double)(ops - ops0) / dt : 0.0);
+        fprintf(stderr, "learn_phases: phase %c: %.3f s, %.0f ops/s, CPU %.3f s\n", 'A' + p, dt,
+                dt > 0 ? (double)(ops - ops0) / dt : 0.0, cpu_now() - cp);
     }
     double secs = bench_now() - t0;
     bench_report(ops, secs, sum);

@@ -82,7 +82,7 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
                        "refill batches through the policy snapshot (-Dlearn builds)"},
     [HAK_OPT_LEARN_WINDOW_MS] = {"HAKMEM_LEARN_WINDOW_MS", HAK_OPT_INT, 20, 5, 60000, NULL,
                                  "learner: a window closes after this many milliseconds or "
-                                 "32768 allocations, whichever comes first"},
+                                 "16384 allocations, whichever comes first"},
     [HAK_OPT_BUDGET_MB] = {"HAKMEM_BUDGET_MB", HAK_OPT_INT, 256, 1, 65536, NULL,
                            "learner: MiB of cached memory no policy it publishes may exceed"},
     [HAK_OPT_TARGET_HIT_MID] = {"HAKMEM_TARGET_HIT_MID", HAK_OPT_INT, 95, 1, 100, NULL,

@@ -68,6 +68,9 @@ uint64_t os_now_ns(void);
 /* The same clock at the kernel's tick resolution (a few ms), cheaper:
  * for time stamps compared with delays of many milliseconds. */
 uint64_t os_now_coarse_ns(void);
+/* CPU time the whole process has used (every thread), nanoseconds; 0 when
+ * the clock is not available. */
+uint64_t os_cpu_ns(void);
 
 /* Writes len bytes to fd, retrying short writes; ignores errors. */
 void os_write_all(int fd, const char *buf, size_t len);

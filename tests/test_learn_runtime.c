@@ -96,6 +96,51 @@ Test(learn_runtime, learner_thread_runs_and_closes_windows_when_enabled) {
     cr_assert_gt(li.refill_p99_ns, 0, "no refill latency sampled");
 }
 
+/* A thread that only hits its ACE cache, held alive while the main thread
+ * reads the counters (thread exit would flush them). */
+struct hits_only {
+    pthread_barrier_t done, read;
+};
+
+static void *hit_the_cache(void *arg) {
+    struct hits_only *h = arg;
+    void *p = hak_malloc(64 << 10); /* a slow path; then the block is cached */
+    cr_assert_not_null(p);
+    hak_free(p);
+    for (unsigned i = 0; i < 1000; i++) {
+        p = hak_malloc(64 << 10);
+        *(volatile char *)p = 1;
+        hak_free(p);
+    }
+    pthread_barrier_wait(&h->done);
+    pthread_barrier_wait(&h->read);
+    return NULL;
+}
+
+Test(learn_runtime, allocations_that_all_hit_the_cache_reach_the_learners_counters) {
+    if (!env_on("HAKMEM_LEARN")) cr_skip_test("HAKMEM_LEARN is not 1");
+    if (!info().built) cr_skip_test("the learner is not built");
+    cr_assert(wait_windows(1), "no windows closed");
+    const unsigned cls = 3; /* 64 KiB */
+    struct hak_class_stats before, after;
+    cr_assert_eq(hak_class_stats_get(HAK_LANE_ACE, cls, &before), 0);
+    cr_assert_eq(before.block_size, 64u << 10);
+    struct hits_only h;
+    pthread_barrier_init(&h.done, NULL, 2);
+    pthread_barrier_init(&h.read, NULL, 2);
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, hit_the_cache, &h), 0);
+    pthread_barrier_wait(&h.done);
+    cr_assert_eq(hak_class_stats_get(HAK_LANE_ACE, cls, &after), 0);
+    pthread_barrier_wait(&h.read);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&h.done);
+    pthread_barrier_destroy(&h.read);
+    /* 1001 allocations, at most 63 of them still in the thread's batch */
+    cr_assert_geq(after.allocs - before.allocs, 1001 - 63, "%llu counted",
+                  (unsigned long long)(after.allocs - before.allocs));
+}
+
 Test(learn_runtime, no_thread_and_no_window_when_disabled) {
     if (env_on("HAKMEM_LEARN")) cr_skip_test("HAKMEM_LEARN is 1");
     /* (in -Dbench_minimal builds this holds whatever the environment says) */

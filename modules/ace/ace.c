@@ -195,8 +195,10 @@ static void *alloc_refill(size_t size, struct ace_tcache *t) {
         refresh(t);
         if (!HAK_BENCH_MINIMAL) {
             t->stats.cls[HAK_CCTR_refills][cls]++;
-            /* while the learner learns, its windows need current counts */
-            if (++t->slow_calls >= ACE_STATS_FLUSH_EVERY || learn_active()) {
+            /* every 64 slow paths; the fast path flushes every 64 allocations
+             * of a class (ace_fast.h), so the learner's windows, thousands of
+             * allocations, see counts at most that far behind */
+            if (++t->slow_calls >= ACE_STATS_FLUSH_EVERY) {
                 t->slow_calls = 0;
                 flush_stats(t);
             }

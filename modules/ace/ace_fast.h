@@ -6,6 +6,7 @@
 #define HAK_ACE_FAST_H
 
 #include "ace.h"
+#include "learn.h"
 
 static inline _Atomic uint8_t *ace_tag_of(const void *p, uintptr_t chunk) {
     return &((struct pagerun_chunk *)chunk)->tag[((uintptr_t)p - chunk) >> ace_page_shift];
@@ -21,8 +22,19 @@ static HAK_ALWAYS_INLINE void *ace_alloc_fast(size_t size) {
         t->count[cls] = (uint8_t)(n - 1);
         uintptr_t chunk = (uintptr_t)p & ~HAK_CHUNK_MASK;
         atomic_store_relaxed(ace_tag_of(p, chunk), (uint8_t)(cls + 1));
-        if (!HAK_BENCH_MINIMAL) t->stats.cls[HAK_CCTR_allocs][cls]++;
-        if (HAK_STATS && HAK_UNLIKELY(++t->stat_ops >= 64)) ace_stats_exact_flush(t);
+        if (HAK_STATS) {
+            t->stats.cls[HAK_CCTR_allocs][cls]++;
+            if (HAK_UNLIKELY(++t->stat_ops >= 64)) ace_stats_exact_flush(t);
+        } else if (!HAK_BENCH_MINIMAL) {
+            /* the learner's windows read the global counters: a thread whose
+             * allocations all hit its cache takes no slow path to flush them,
+             * so while the learner runs it flushes every 64 allocations of a
+             * class (the count since the last flush is at hand: one test,
+             * then a load every 64) */
+            uint64_t c = ++t->stats.cls[HAK_CCTR_allocs][cls];
+            if (HAK_HAVE_LEARN && HAK_UNLIKELY((c & 63) == 0) && learn_running_now())
+                ace_stats_exact_flush(t);
+        }
         return p;
     }
     return ace_alloc_slow(size);

@@ -161,7 +161,11 @@ static double ln_d(double x) {
  * module may not include). */
 #define MID_SLAB_BYTES ((uint64_t)256 << 10)
 
-/* A step up: doubled, at least +2 (so that a cap of 1 does not crawl). */
+/* A step up: doubled, at least +2 (so that a cap of 1 does not crawl). A
+ * cap_large step down halves, but not below 1: the learner never turns a
+ * class's cache off (a cache of one block costs one block; a trial without
+ * one makes every allocation of its classes a miss); HAKMEM_CAP_LARGE=0
+ * still can. */
 static uint32_t up(uint32_t v, uint32_t max) {
     uint32_t n = v * 2 > v + 2 ? v * 2 : v + 2;
     return n > max ? max : n;
@@ -174,7 +178,9 @@ bool learn_arm_apply(const struct hak_policy *base, unsigned arm, struct hak_pol
         unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
         bool grow = ((arm - LEARN_ARM_LARGE_UP) & 1) == 0;
         for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
-            out->cap_large[k] = grow ? up(base->cap_large[k], CAP_LARGE_MAX) : base->cap_large[k] / 2;
+            out->cap_large[k] = grow ? up(base->cap_large[k], CAP_LARGE_MAX)
+                                     : (base->cap_large[k] > 1 ? base->cap_large[k] / 2
+                                                               : base->cap_large[k]);
     } else if (arm == LEARN_ARM_MID_UP || arm == LEARN_ARM_MID_DOWN) {
         for (unsigned k = 0; k < LEARN_MID_CLASSES; k++)
             out->cap_mid[k] =
@@ -266,8 +272,9 @@ void learn_cfg_default(struct learn_cfg *cfg, uint64_t budget_bytes, double hit_
     cfg->target_hit_large = hit_large;
     cfg->margin = 0.01;
     cfg->hysteresis = 3;
-    cfg->cooldown = 2;
-    cfg->freeze_after = 40;
+    cfg->cooldown = 1;
+    cfg->leap = 5;
+    cfg->freeze_after = 12;
     cfg->canary_every = 20;
     cfg->shift_l1 = 0.5;
     cfg->explore = 0.05;
@@ -278,6 +285,8 @@ void learn_core_init(struct learn_core *c, const struct learn_cfg *cfg,
     memset(c, 0, sizeof *c);
     c->cfg = *cfg;
     c->state = HAK_LEARN_LEARN;
+    c->start = *start;
+    for (unsigned g = 0; g < LEARN_GROUPS; g++) c->group_gain[g] = -1;
     c->incumbent = *start;
     c->current = *start;
     c->trial = LEARN_ARM_STAY;
@@ -285,8 +294,47 @@ void learn_core_init(struct learn_core *c, const struct learn_cfg *cfg,
 
 static double clamp01(double x) { return x < 0 ? 0 : (x > 1 ? 1 : x); }
 
+/* What a miss of the pool lane costs when the window timed no ACE refill
+ * (the pool's refills are not timed), and what an OS event costs: the system
+ * call and the page faults that follow a purge or a fresh mapping. */
+#define UNTIMED_REFILL_NS 250.0
+#define OS_EVENT_NS 10000.0
+
+/* The memory term: the bytes the ACE caches hold, relative to the live
+ * heap, costs LEARN_MEM_WEIGHT of reward per heap's worth: a cache as large
+ * as what the program holds is worth LEARN_MEM_WEIGHT (2%) of its CPU time.
+ * The heap counted is at least budget / 64, so that caches of a few MiB in
+ * a small program do not look expensive. */
+double learn_mem_cost(const struct learn_core *c, const struct learn_obs *o) {
+    double floor = (double)c->cfg.budget_bytes / 64;
+    double heap = (double)o->live_bytes > floor ? (double)o->live_bytes : floor;
+    return heap > 0 ? LEARN_MEM_WEIGHT * (double)o->ace_cache_bytes / heap : 0;
+}
+
 double learn_reward(const struct learn_core *c, const struct learn_obs *o) {
     double wl = (double)o->allocs_large, wm = (double)o->allocs_mid;
+    double mem = learn_mem_cost(c, o);
+    if (o->cpu_ns > 0 && c->cpu_per_alloc > 0) {
+        /* the misses beyond the target hit rates, at what the window's timed
+         * ACE refills took (their median), plus the OS events, as a share
+         * of the process's CPU time: 1 - that share is the speed the policy
+         * leaves the program (the margin, 0.01, is then 1% of its CPU
+         * time). The CPU time is the window's allocations at the program's
+         * CPU time per allocation smoothed over recent windows: a window's
+         * own CPU time is noisy (the counters are flushed late, the process
+         * descheduled), and the moves differ in what the misses cost, not
+         * in what the program does between allocations. */
+        double total = (double)(o->allocs_mid + o->allocs_large + o->allocs_huge);
+        double cpu = total * c->cpu_per_alloc;
+        double xl = (double)o->misses_large - (1 - c->cfg.target_hit_large) * wl;
+        double xm = (double)o->misses_mid - (1 - c->cfg.target_hit_mid) * wm;
+        double refill = o->refill_ns ? (double)o->refill_ns : UNTIMED_REFILL_NS;
+        double ns = (xl > 0 ? xl : 0) * refill + (xm > 0 ? xm : 0) * refill +
+                    (double)o->os_events * OS_EVENT_NS;
+        return clamp01(1 - clamp01(cpu > 0 ? ns / cpu : 0) - mem);
+    }
+    /* not timed (synthetic windows): hit rates up to their targets, OS
+     * events per allocation, the policy's bound against the budget */
     double hl = wl > 0 ? 1 - (double)o->misses_large / wl : 1;
     double hm = wm > 0 ? 1 - (double)o->misses_mid / wm : 1;
     double sl = clamp01(clamp01(hl) / c->cfg.target_hit_large);
@@ -297,9 +345,8 @@ double learn_reward(const struct learn_core *c, const struct learn_obs *o) {
     double os_score = 1 / (1 + 8 * os_rate);
     uint64_t held = learn_policy_bytes(&c->current);
     if (o->cached_bytes > held) held = o->cached_bytes;
-    double mem = clamp01((double)held / (double)c->cfg.budget_bytes);
-    double waste = (c->current.wmax_large_pct - 100) / 100.0 * 0.05; /* W_MAX's internal waste */
-    return clamp01(0.6 * hit + 0.3 * os_score + 0.1 * (1 - mem) - waste);
+    double bound = clamp01((double)held / (double)c->cfg.budget_bytes);
+    return clamp01(0.6 * hit + 0.3 * os_score + 0.1 * (1 - bound) - mem);
 }
 
 static bool group_has_traffic(const struct learn_core *c, unsigned first, unsigned count) {
@@ -308,8 +355,83 @@ static bool group_has_traffic(const struct learn_core *c, unsigned first, unsign
     return t >= 1;
 }
 
+/* The arm's move applied to the incumbent, as the core makes it: a
+ * cap_large group grown raises only the caps of its classes that had
+ * traffic lately. A cap raised without traffic of its own is not backed
+ * by any evidence, and would keep blocks of that class cached when a
+ * later phase uses it (learn_phases: B's 320 KiB blocks grew the
+ * 384-512 KiB caps too, which held C's first frames' blocks). */
+static bool core_apply(const struct learn_core *c, unsigned arm, struct hak_policy *out) {
+    if (!learn_arm_apply(&c->incumbent, arm, out)) return false;
+    if (arm >= LEARN_ARM_LARGE_UP && arm < LEARN_ARM_MID_UP && ((arm - 1) & 1) == 0) {
+        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
+        for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+            if (c->recent[LEARN_MID_CLASSES + k] < 1) out->cap_large[k] = c->incumbent.cap_large[k];
+    }
+    return memcmp(out, &c->incumbent, sizeof *out) != 0;
+}
+
+/* The CPU time of window o's allocations (timed windows), else 0. */
+static double window_cpu(const struct learn_core *c, const struct learn_obs *o) {
+    if (o->cpu_ns == 0 || c->cpu_per_alloc <= 0) return 0;
+    return (double)(o->allocs_mid + o->allocs_large + o->allocs_huge) * c->cpu_per_alloc;
+}
+
+/* What the misses of cap_large group g beyond the target hit rate cost in
+ * window o, as a share of its CPU time (-1 when not timed). */
+static double group_miss_cost(const struct learn_core *c, const struct learn_obs *o, unsigned g) {
+    double cpu = window_cpu(c, o);
+    if (cpu <= 0 || o->refill_ns == 0) return -1;
+    double allocs = 0, misses = 0;
+    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++) {
+        allocs += (double)o->sig[LEARN_MID_CLASSES + k];
+        misses += (double)o->misses_cls[k];
+    }
+    double x = misses - (1 - c->cfg.target_hit_large) * allocs;
+    return x > 0 ? x * (double)o->refill_ns / cpu : 0;
+}
+
+/* Whether growing group g's caps to cand could pay, judged before trying
+ * it (timed windows only): its misses under the incumbent must cost at
+ * least the margin, and at least the memory term of the bytes the larger
+ * caps may keep. Those are estimated, for each of the group's classes
+ * with traffic, as what its caches hold now scaled by the caps' growth
+ * (a cache that fills its cap now fills the larger one too), at most the
+ * blocks the growth adds to the thread's and the shared caches. A trial
+ * that grows caches leaves its pages resident after it ends, so trying a
+ * move that cannot pay costs peak memory for nothing. */
+static bool growth_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned g,
+                           const struct hak_policy *cand) {
+    double gain = c->group_gain[g];
+    if (gain < 0) return true; /* not known (untimed, or not measured yet) */
+    double extra = 0;
+    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++) {
+        uint32_t was = c->incumbent.cap_large[k], now = cand->cap_large[k];
+        if (c->recent[LEARN_MID_CLASSES + k] < 1 || now <= was) continue;
+        double bound = 3.0 * (now - was) * ace_class_size[k];
+        double scaled = was ? (double)o->cache_cls[k] * (now - was) / was : bound;
+        extra += scaled < bound ? scaled : bound;
+    }
+    struct learn_obs m = *o;
+    m.ace_cache_bytes = (uint64_t)extra;
+    return gain >= c->cfg.margin && gain >= learn_mem_cost(c, &m);
+}
+
+/* Whether shrinking group g's caps could pay (timed windows only): it
+ * gains at most the memory term of what the group's caches hold, which
+ * must reach the margin. */
+static bool shrink_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned g) {
+    if (window_cpu(c, o) <= 0) return true; /* untimed */
+    struct learn_obs m = *o;
+    m.ace_cache_bytes = 0;
+    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+        m.ace_cache_bytes += o->cache_cls[k];
+    return learn_mem_cost(c, &m) >= c->cfg.margin;
+}
+
 /* Arms worth trying now: they change the incumbent, stay within the budget,
- * and act on a class or lane that has had traffic lately. */
+ * act on a class or lane that has had traffic lately, and (a cap_large
+ * group grown or shrunk) could pay. */
 static void eligible_arms(const struct learn_core *c, const struct learn_obs *o, bool *ok) {
     bool mid = group_has_traffic(c, 0, LEARN_MID_CLASSES);
     bool large = group_has_traffic(c, LEARN_MID_CLASSES, LEARN_LARGE_CLASSES);
@@ -319,12 +441,14 @@ static void eligible_arms(const struct learn_core *c, const struct learn_obs *o,
     for (unsigned a = 1; a < LEARN_ARMS; a++) {
         struct hak_policy cand;
         bool grows = ((a - 1) & 1) == 0;
-        ok[a] = learn_arm_apply(&c->incumbent, a, &cand) &&
+        ok[a] = core_apply(c, a, &cand) &&
                 learn_policy_bytes(&cand) <= c->cfg.budget_bytes && !(over && grows);
         if (!ok[a]) continue;
         if (a < LEARN_ARM_MID_UP)
             ok[a] = group_has_traffic(c, LEARN_MID_CLASSES + (a - 1) / 2 * LEARN_GROUP_CLASSES,
-                                      LEARN_GROUP_CLASSES);
+                                      LEARN_GROUP_CLASSES) &&
+                    (grows ? growth_can_pay(c, o, (a - 1) / 2, &cand)
+                           : shrink_can_pay(c, o, (a - 1) / 2));
         else if (a <= LEARN_ARM_MID_DOWN)
             ok[a] = mid;
         else if (a <= LEARN_ARM_BATCH_DOWN)
@@ -364,7 +488,7 @@ static bool fit_budget(struct learn_core *c) {
 
 /* The adopted arm's evidence now describes the incumbent; the old
  * incumbent is the opposite move; other moves keep half their evidence. */
-static void adopt(struct learn_core *c, unsigned arm) {
+static void adopt(struct learn_core *c, unsigned arm, unsigned steps) {
     struct learn_arm won = c->arms[arm], stayed = c->arms[LEARN_ARM_STAY];
     unsigned opposite = ((arm - 1) & 1) == 0 ? arm + 1 : arm - 1;
     for (unsigned a = 0; a < LEARN_ARMS; a++) {
@@ -375,7 +499,13 @@ static void adopt(struct learn_core *c, unsigned arm) {
     c->arms[opposite] = stayed;
     c->arms[arm].pulls = 0; /* the same move again: untried */
     c->arms[arm].sum = 0;
-    learn_arm_apply(&c->incumbent, arm, &c->incumbent);
+    for (unsigned i = 0; i < steps; i++) {
+        struct hak_policy next;
+        if (!core_apply(c, arm, &next) ||
+            learn_policy_bytes(&next) > c->cfg.budget_bytes)
+            break;
+        c->incumbent = next;
+    }
     c->adoptions++;
     c->quiet = 0;
     c->cooldown_left = c->cfg.cooldown;
@@ -387,12 +517,60 @@ static void sig_of(const struct learn_obs *o, double *out) {
     for (unsigned i = 0; i < LEARN_SIG_BINS; i++) out[i] = (double)o->sig[i];
 }
 
+/* A new phase (the signature moved by more than shift_l1 from `was`, the
+ * traffic the policy was learned on, to `now`): the arms' evidence is about
+ * the old phase, so it is forgotten; and an ACE class keeps a cap above its
+ * starting one only when the old phase used it and the new one still gives
+ * it at least half its old share of the traffic. Otherwise the cap was
+ * learned for traffic that is gone (or came along with its group's move
+ * without traffic of its own), and would keep blocks cached for a phase
+ * that hardly uses them; the new phase grows it again if that pays.
+ * Returns true when that changed the incumbent. */
+static bool relearn(struct learn_core *c, const double *was, const double *now) {
+    c->state = HAK_LEARN_LEARN;
+    c->relearns++;
+    memset(c->arms, 0, sizeof c->arms);
+    c->quiet = 0;
+    c->leader = LEARN_ARM_STAY;
+    c->streak = 0;
+    c->cooldown_left = 0;
+    c->last_adopted = LEARN_ARM_STAY;
+    c->cpu_per_alloc = 0; /* the new phase's work per allocation differs */
+    for (unsigned g = 0; g < LEARN_GROUPS; g++) c->group_gain[g] = -1;
+    double sw = 0, sn = 0;
+    for (unsigned i = 0; i < LEARN_SIG_BINS; i++) {
+        sw += was[i];
+        sn += now[i];
+    }
+    bool changed = false;
+    if (sw > 0 && sn > 0)
+        for (unsigned k = 0; k < LEARN_LARGE_CLASSES; k++) {
+            unsigned i = LEARN_MID_CLASSES + k;
+            if ((was[i] <= 0 || now[i] / sn < 0.5 * was[i] / sw) &&
+                c->incumbent.cap_large[k] > c->start.cap_large[k]) {
+                c->incumbent.cap_large[k] = c->start.cap_large[k];
+                changed = true;
+            }
+        }
+    memcpy(c->recent, now, sizeof c->recent);
+    return changed;
+}
+
 bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct hak_policy *out,
                        char *why, size_t why_cap) {
     c->windows++;
     uint64_t total = o->allocs_mid + o->allocs_large + o->allocs_huge;
     bool idle = total < LEARN_MIN_ALLOCS;
-    if (!idle)
+    double now[LEARN_SIG_BINS];
+    sig_of(o, now);
+    bool shifted = false; /* while learning: a new phase began in this window */
+    if (!idle && c->state == HAK_LEARN_LEARN) {
+        c->last_l1 = learn_l1(now, c->recent, LEARN_SIG_BINS);
+        shifted = c->last_l1 > c->cfg.shift_l1;
+    }
+    bool fell = false; /* relearn lowered caps */
+    if (shifted) fell = relearn(c, c->recent, now);
+    else if (!idle)
         for (unsigned i = 0; i < LEARN_SIG_BINS; i++)
             c->recent[i] = c->recent[i] * 0.75 + (double)o->sig[i];
 
@@ -402,8 +580,6 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
          * whose own window confirms it, rather than at the next periodic
          * check (canary_every FROZEN windows, seconds at run time) */
         if (!idle) {
-            double now[LEARN_SIG_BINS];
-            sig_of(o, now);
             c->last_l1 = learn_l1(now, c->frozen_sig, LEARN_SIG_BINS);
             if (c->last_l1 > c->cfg.shift_l1) {
                 c->frozen_windows = 0;
@@ -419,21 +595,22 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
     }
     if (c->state == HAK_LEARN_CANARY) {
         if (idle) return false;
-        double now[LEARN_SIG_BINS];
-        sig_of(o, now);
         c->last_l1 = learn_l1(now, c->frozen_sig, LEARN_SIG_BINS);
-        if (c->last_l1 > c->cfg.shift_l1) {
-            c->state = HAK_LEARN_LEARN;
-            c->relearns++;
-            memset(c->arms, 0, sizeof c->arms);
-            memcpy(c->recent, now, sizeof now);
-            c->quiet = 0;
-            c->leader = LEARN_ARM_STAY;
-            c->streak = 0;
-        } else {
+        if (c->last_l1 <= c->cfg.shift_l1) {
             c->state = HAK_LEARN_FROZEN;
+            return false;
         }
-        return false;
+        if (!relearn(c, c->frozen_sig, now)) return false;
+        fell = true;
+    }
+    if (fell) {
+        c->current = c->incumbent;
+        c->trial = LEARN_ARM_STAY;
+        *out = c->current;
+        c->publishes++;
+        say(why, why_cap, "new phase (signature L1 %.2f): caps of classes it hardly uses back to "
+            "their start", c->last_l1);
+        return true;
     }
 
     /* LEARN */
@@ -447,8 +624,17 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
         return true;
     }
     if (idle) return false; /* no evidence: keep whatever is on trial */
+    if (o->cpu_ns > 0) {
+        double cpa = (double)o->cpu_ns / (double)total;
+        c->cpu_per_alloc = c->cpu_per_alloc > 0 ? 0.75 * c->cpu_per_alloc + 0.25 * cpa : cpa;
+    }
     double r = learn_reward(c, o);
     c->last_reward = r;
+    /* what each group's misses cost under the incumbent's caps for it */
+    for (unsigned g = 0; g < LEARN_GROUPS; g++)
+        if (c->trial == LEARN_ARM_STAY || c->trial >= LEARN_ARM_MID_UP ||
+            (c->trial - LEARN_ARM_LARGE_UP) / 2 != g)
+            c->group_gain[g] = group_miss_cost(c, o, g);
     c->arms[c->trial].pulls += 1;
     c->arms[c->trial].sum += r;
 
@@ -482,20 +668,33 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
         if (c->leader != LEARN_ARM_STAY && c->streak >= c->cfg.hysteresis) {
             unsigned arm = c->leader;
             struct hak_policy old = c->incumbent;
-            adopt(c, arm);
+            /* the same move adopted again, still by a wide margin: the
+             * optimum is probably farther, two steps (cool-downs and
+             * hysteresis are paid per adoption) */
+            unsigned steps =
+                arm == c->last_adopted && best_mean >= stay + c->cfg.leap * c->cfg.margin ? 2 : 1;
+            c->last_adopted = arm;
+            adopt(c, arm, steps);
             c->current = c->incumbent;
             c->trial = LEARN_ARM_STAY;
             *out = c->current;
             c->publishes++;
             say(why, why_cap,
-                "adopt %s (reward %.3f vs %.3f staying, %u windows running; wmax %u->%u, "
+                "adopt %s%s (reward %.3f vs %.3f staying, %u windows running; wmax %u->%u, "
                 "batch %u->%u, bigcache %u->%u MiB)",
-                learn_arm_name(arm), best_mean, stay, c->cfg.hysteresis, old.wmax_large_pct,
+                learn_arm_name(arm), steps > 1 ? " twice" : "", best_mean, stay,
+                c->cfg.hysteresis, old.wmax_large_pct,
                 c->incumbent.wmax_large_pct, old.refill_batch, c->incumbent.refill_batch,
                 old.bigcache_mb, c->incumbent.bigcache_mb);
             return true;
         }
-        if (++c->quiet >= c->cfg.freeze_after && c->leader == LEARN_ARM_STAY) {
+        /* windows without an adoption count once every eligible move has
+         * had its first window (a phase with many classes has many moves) */
+        bool explored = true;
+        for (unsigned a = 0; a < LEARN_ARMS; a++)
+            if (ok[a] && c->arms[a].pulls < 1) explored = false;
+        if (explored) c->quiet++;
+        if (c->quiet >= c->cfg.freeze_after && c->leader == LEARN_ARM_STAY) {
             c->state = HAK_LEARN_FROZEN;
             c->frozen_windows = 0;
             memcpy(c->frozen_sig, c->recent, sizeof c->recent);
@@ -519,7 +718,7 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
         say(why, why_cap, "back to the incumbent after trying %s (reward %.3f)",
             learn_arm_name(was), r);
     } else {
-        learn_arm_apply(&c->incumbent, next, &c->current);
+        core_apply(c, next, &c->current);
         c->trials++;
         say(why, why_cap, "trial %s for a window (UCB1; last reward %.3f)", learn_arm_name(next),
             r);
@@ -532,11 +731,13 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
 /* ---- the runtime ------------------------------------------------------- */
 
 /* A window closes after this many allocations at the latest. */
-#define WINDOW_EVENTS 32768
+#define WINDOW_EVENTS 16384
+/* Looks at the counters per window (HAKMEM_LEARN_WINDOW_MS / LOOKS apart). */
+#define LOOKS 8
 #define LEARN_STACK ((size_t)128 * 1024)
 #define RING 256 /* sampled refill latencies waiting for the learner */
 /* A FROZEN window lasts this many windows (the learner sleeps through it). */
-#define FROZEN_WINDOWS 8
+#define FROZEN_WINDOWS 1
 
 static pthread_mutex_t learn_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct learn_core core;
@@ -578,7 +779,8 @@ static void read_counters(struct reading *r) {
     for (unsigned k = 0; k < ACE_CLASSES; k++) {
         uint64_t a = cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_allocs);
         o->allocs_large += a;
-        o->misses_large += cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_refills);
+        o->misses_cls[k] = cls_ctr(HAK_LANE_ACE, k, HAK_CCTR_refills);
+        o->misses_large += o->misses_cls[k];
         o->sig[LEARN_MID_CLASSES + k] = a;
     }
     o->allocs_huge = atomic_load_relaxed(&stats_lanes[HAK_LANE_HUGE].c[HAK_CTR_allocs]);
@@ -595,6 +797,21 @@ static void read_counters(struct reading *r) {
     }
     r->allocs_all = o->allocs_mid + o->allocs_large + o->allocs_huge +
                     atomic_load_relaxed(&stats_lanes[HAK_LANE_TINY].c[HAK_CTR_allocs]);
+    for (int l = 0; l < HAK_LANE_COUNT; l++) {
+        uint64_t a = atomic_load_relaxed(&stats_lanes[l].c[HAK_CTR_alloc_bytes]);
+        uint64_t f = atomic_load_relaxed(&stats_lanes[l].c[HAK_CTR_free_bytes]);
+        if (a > f) o->live_bytes += a - f;
+    }
+    /* an ACE class's runs in use are its live blocks plus those its caches
+     * hold (the per-thread counts flushed lag a little: clamped at 0) */
+    for (unsigned k = 0; k < ACE_CLASSES; k++) {
+        const struct stats_class *s = &stats_classes[HAK_LANE_ACE][k];
+        int64_t runs = atomic_load_relaxed(&s->slabs);
+        int64_t live = (int64_t)(atomic_load_relaxed(&s->c[HAK_CCTR_allocs]) -
+                                 atomic_load_relaxed(&s->c[HAK_CCTR_frees]));
+        o->cache_cls[k] = runs > live ? (uint64_t)(runs - live) * ace_class_size[k] : 0;
+        o->ace_cache_bytes += o->cache_cls[k];
+    }
 }
 
 static void delta(const struct reading *now, const struct reading *base, struct learn_obs *o) {
@@ -607,6 +824,12 @@ static void delta(const struct reading *now, const struct reading *base, struct 
     o->os_events = a->os_events - b->os_events;
     o->cached_bytes = a->cached_bytes;
     for (unsigned i = 0; i < LEARN_SIG_BINS; i++) o->sig[i] = a->sig[i] - b->sig[i];
+    for (unsigned k = 0; k < LEARN_LARGE_CLASSES; k++) {
+        o->misses_cls[k] = a->misses_cls[k] - b->misses_cls[k];
+        o->cache_cls[k] = a->cache_cls[k];
+    }
+    o->live_bytes = a->live_bytes;
+    o->ace_cache_bytes = a->ace_cache_bytes;
 }
 
 static void sleep_ns(uint64_t ns) {
@@ -614,11 +837,17 @@ static void sleep_ns(uint64_t ns) {
     nanosleep(&ts, NULL);
 }
 
-static void drain_latencies(void) {
+/* Feeds the sampled refill latencies to the p99 and to the window's median
+ * (the median: a refill preempted by the scheduler, tens of microseconds,
+ * is no cost of the policy's). */
+static void drain_latencies(struct learn_p2 *median) {
     uint64_t head = atomic_load_relaxed(&ring_head);
     if (head - ring_tail > RING) ring_tail = head - RING; /* overwritten: skip */
-    for (; ring_tail < head; ring_tail++)
-        learn_p2_add(&refill_p99, (double)atomic_load_relaxed(&ring[ring_tail % RING]));
+    for (; ring_tail < head; ring_tail++) {
+        double ns = (double)atomic_load_relaxed(&ring[ring_tail % RING]);
+        learn_p2_add(&refill_p99, ns);
+        learn_p2_add(median, ns);
+    }
 }
 
 static void log_changes(const struct hak_policy *old, const struct hak_policy *pol,
@@ -643,23 +872,43 @@ static void *learner_main(void *arg) {
     atomic_store_relaxed(&learn_sampling, state != HAK_LEARN_FROZEN);
     struct reading base, now;
     read_counters(&base);
-    uint64_t start = os_now_ns();
+    uint64_t start = os_now_ns(), cpu_start = os_cpu_ns();
+    /* sums over the window's looks (the live and cached bytes vary within
+     * a program's frames: their means are steadier than the last look) */
+    double live_sum = 0, cache_sum = 0;
+    uint64_t looks = 0;
+    struct learn_p2 refill_median;
+    learn_p2_init(&refill_median, 0.5);
     for (;;) {
         /* FROZEN: one look at the counters every FROZEN_WINDOWS windows */
-        sleep_ns(state == HAK_LEARN_FROZEN ? FROZEN_WINDOWS * window_ns : window_ns / 4);
+        sleep_ns(state == HAK_LEARN_FROZEN ? FROZEN_WINDOWS * window_ns : window_ns / LOOKS);
         read_counters(&now);
+        live_sum += (double)now.o.live_bytes;
+        cache_sum += (double)now.o.ace_cache_bytes;
+        looks++;
         uint64_t t = os_now_ns();
-        if (state != HAK_LEARN_FROZEN && now.allocs_all - base.allocs_all < WINDOW_EVENTS &&
+        /* a CANARY window only confirms a shift: an eighth of the events */
+        uint64_t events = state == HAK_LEARN_CANARY ? WINDOW_EVENTS / 8 : WINDOW_EVENTS;
+        if (state != HAK_LEARN_FROZEN && now.allocs_all - base.allocs_all < events &&
             t - start < window_ns)
             continue;
         struct learn_obs o;
         delta(&now, &base, &o);
+        uint64_t cpu = os_cpu_ns();
+        o.cpu_ns = cpu > cpu_start ? cpu - cpu_start : 0;
+        o.live_bytes = (uint64_t)(live_sum / (double)looks);
+        o.ace_cache_bytes = (uint64_t)(cache_sum / (double)looks);
         base = now;
         start = t;
+        cpu_start = cpu;
+        live_sum = cache_sum = 0;
+        looks = 0;
         struct hak_policy pol;
         char why[256];
         pthread_mutex_lock(&learn_lock);
-        drain_latencies();
+        drain_latencies(&refill_median);
+        o.refill_ns = (uint64_t)learn_p2_get(&refill_median);
+        learn_p2_init(&refill_median, 0.5);
         int before = core.state;
         struct hak_policy was = core.incumbent;
         bool publish = learn_core_window(&core, &o, &pol, why, sizeof why);

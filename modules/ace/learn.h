@@ -98,9 +98,13 @@ struct learn_cfg {
     double margin;           /* a move must beat staying by this much ... */
     unsigned hysteresis;     /* ... in this many of its windows running */
     unsigned cooldown;       /* windows without trials after an adoption */
-    unsigned freeze_after;   /* LEARN windows without an adoption before FROZEN */
+    double leap;             /* the move of the last adoption, winning again by
+                                leap x margin, is adopted as two steps */
+    unsigned freeze_after;   /* LEARN windows without an adoption before FROZEN
+                                (counted once every eligible move was tried) */
     unsigned canary_every;   /* FROZEN windows between CANARY checks */
-    double shift_l1;         /* CANARY: signature distance that means LEARN again */
+    double shift_l1;         /* signature distance that means a new phase: LEARN
+                                again (from CANARY), or anew (while learning) */
     double explore;          /* UCB1's exploration constant */
 };
 
@@ -116,6 +120,17 @@ struct learn_obs {
     uint64_t os_events;                  /* maps, unmaps and purges of pool, ACE, huge */
     uint64_t cached_bytes;               /* mapped minus live bytes of those lanes, now */
     uint64_t sig[LEARN_SIG_BINS];        /* allocations per class (the signature) */
+    uint64_t misses_cls[LEARN_LARGE_CLASSES]; /* ACE misses (refills) per class */
+    uint64_t cache_cls[LEARN_LARGE_CLASSES];  /* bytes of free blocks of the class the
+                                                 caches hold, now */
+    /* What the misses cost and what the caches hold (0: not measured; the
+     * reward then falls back on hit rates alone): */
+    uint64_t cpu_ns;          /* CPU time of the whole process over the window */
+    uint64_t refill_ns;       /* mean of the ACE refills timed in the window */
+    uint64_t live_bytes;      /* bytes allocated and not freed, every lane (mean of
+                                 the window's looks) */
+    uint64_t ace_cache_bytes; /* free ACE blocks the thread and shared caches hold
+                                 (mean of the window's looks) */
 };
 
 enum { LEARN_MIN_ALLOCS = 64 }; /* a window with fewer allocations is idle */
@@ -123,27 +138,41 @@ enum { LEARN_MIN_ALLOCS = 64 }; /* a window with fewer allocations is idle */
 struct learn_core {
     struct learn_cfg cfg;
     int state;                      /* HAK_LEARN_LEARN / FROZEN / CANARY */
+    struct hak_policy start;        /* the policy it started from (the defaults) */
     struct hak_policy incumbent;    /* the policy adopted so far */
     struct hak_policy current;      /* the one published (incumbent or a trial) */
     unsigned trial;                 /* arm that current is (LEARN_ARM_STAY: none) */
     struct learn_arm arms[LEARN_ARMS];
     unsigned leader, streak;        /* hysteresis: arm leading by the margin, windows */
     unsigned cooldown_left;         /* windows of cool-down left */
+    unsigned last_adopted;          /* the arm of the last adoption (LEARN_ARM_STAY: none
+                                       since the start or the last new phase) */
     unsigned quiet;                 /* LEARN windows since the last adoption */
     unsigned frozen_windows;        /* FROZEN windows since the last CANARY */
     double recent[LEARN_SIG_BINS];  /* traffic of recent windows (decaying) */
     double frozen_sig[LEARN_SIG_BINS]; /* the signature when it froze */
     double last_l1;                 /* the last CANARY's distance */
     double last_reward;
+    double group_gain[LEARN_GROUPS]; /* what a cap_large group's misses beyond the
+                                       target cost under the incumbent (share of the
+                                       CPU time, last such window; < 0: not known) */
+    double cpu_per_alloc;           /* ns of the process's CPU time per allocation,
+                                       smoothed over the LEARN windows (0: none yet) */
     uint64_t windows, trials, adoptions, publishes, relearns;
 };
 
 void learn_core_init(struct learn_core *c, const struct learn_cfg *cfg,
                      const struct hak_policy *start);
 
-/* The reward of a window observed under c->current: hit rates up to their
- * targets, few OS calls, little cached memory (0 .. 1). */
+/* The reward of a window observed under c->current (0 .. 1). Timed windows
+ * (cpu_ns): 1 - the share of the CPU time the misses beyond the target hit
+ * rates and the OS events cost - the memory term. Untimed ones: hit rates up
+ * to their targets, few OS calls, a small policy bound - the memory term. */
 double learn_reward(const struct learn_core *c, const struct learn_obs *o);
+/* The memory term: LEARN_MEM_WEIGHT x the ACE caches' bytes / the live heap
+ * (at least budget / 64). */
+#define LEARN_MEM_WEIGHT 0.02
+double learn_mem_cost(const struct learn_core *c, const struct learn_obs *o);
 
 /* One window closed. Returns true with *out and why filled when a snapshot
  * must be published (a trial, an adoption, a return to the incumbent). */
@@ -161,9 +190,8 @@ extern HAK_HIDDEN _Atomic bool learn_sampling;
 extern HAK_HIDDEN _Atomic bool learn_running;
 /* Whether ACE refills should be timed now (LEARN and CANARY). */
 static inline bool learn_sampling_now(void) { return atomic_load_relaxed(&learn_sampling); }
-/* Whether the learner is learning (LEARN, CANARY): the lanes then flush their per-thread counters
- * on every slow path, so that its windows see current figures. */
-static inline bool learn_active(void) { return atomic_load_relaxed(&learn_sampling); }
+/* Whether the learner's thread runs (it reads the global counters). */
+static inline bool learn_running_now(void) { return atomic_load_relaxed(&learn_running); }
 /* One sampled ACE refill took ns nanoseconds (any thread, lock-free). */
 void learn_note_refill_ns(uint64_t ns);
 void learn_fork_prepare(void);
@@ -173,7 +201,7 @@ void learn_fork_child(void);
 static inline void learn_register(void) {}
 static inline void learn_tick(void) {}
 static inline bool learn_sampling_now(void) { return false; }
-static inline bool learn_active(void) { return false; }
+static inline bool learn_running_now(void) { return false; }
 static inline void learn_note_refill_ns(uint64_t ns) { (void)ns; }
 static inline void learn_fork_prepare(void) {}
 static inline void learn_fork_parent(void) {}
