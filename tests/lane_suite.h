@@ -160,8 +160,7 @@ struct remote_ctx {
     size_t size, n;
     void **blocks;
     pthread_barrier_t bar;
-    size_t reused;      /* second-round blocks that were first-round blocks */
-    size_t fresh_slabs; /* second-round slabs not seen in the first round */
+    size_t reused; /* second-round blocks that were first-round blocks */
 };
 
 static inline int addr_cmp(const void *a, const void *b) {
@@ -216,36 +215,10 @@ static inline void check_remote_free(const struct lane_desc *d, size_t size) {
 
 /* ---- remote frees batched by the freeing thread ------------------------ */
 
-struct exit_ctx {
-    size_t size, n;
-    void **blocks;
-    pthread_barrier_t bar;
-    size_t reused; /* second-round blocks that were first-round blocks */
-};
-
-/* Frees every block (its first hakmem calls) and ends. */
+/* Frees every block of a remote_ctx (its first hakmem calls) and ends. */
 static inline void *free_all_then_exit(void *arg) {
-    struct exit_ctx *c = arg;
+    struct remote_ctx *c = arg;
     for (size_t i = 0; i < c->n; i++) hak_free(c->blocks[i]);
-    return NULL;
-}
-
-static inline void *exit_owner(void *arg) {
-    struct exit_ctx *c = arg;
-    for (size_t i = 0; i < c->n; i++) c->blocks[i] = hak_malloc(c->size);
-    uintptr_t *first = malloc(c->n * sizeof *first);
-    for (size_t i = 0; i < c->n; i++) first[i] = (uintptr_t)c->blocks[i];
-    qsort(first, c->n, sizeof *first, addr_cmp);
-    pthread_barrier_wait(&c->bar); /* the freeing thread frees them all and ends */
-    pthread_barrier_wait(&c->bar);
-    for (size_t i = 0; i < c->n; i++) {
-        void *p = hak_malloc(c->size);
-        uintptr_t key = (uintptr_t)p;
-        if (bsearch(&key, first, c->n, sizeof *first, addr_cmp)) c->reused++;
-        c->blocks[i] = p;
-    }
-    for (size_t i = 0; i < c->n; i++) hak_free(c->blocks[i]);
-    free(first);
     return NULL;
 }
 
@@ -261,12 +234,12 @@ static inline void check_remote_frees_come_home_at_thread_exit(const struct lane
     require_counters();
     unsigned cls;
     size_t bs = class_for(d, size, &cls);
-    struct exit_ctx c = {.size = size, .n = d->slab_size / bs * 3};
+    struct remote_ctx c = {.d = d, .size = size, .n = d->slab_size / bs * 3};
     c.blocks = malloc(c.n * sizeof *c.blocks);
     pthread_barrier_init(&c.bar, NULL, 2);
     uint64_t remote_before = class_stats(d, cls).remote_frees;
     pthread_t owner, freer;
-    pthread_create(&owner, NULL, exit_owner, &c);
+    pthread_create(&owner, NULL, remote_owner, &c); /* the same owner as above */
     pthread_barrier_wait(&c.bar);
     pthread_create(&freer, NULL, free_all_then_exit, &c);
     pthread_join(freer, NULL);

@@ -73,11 +73,25 @@ static int64_t runs(unsigned cls) {
     return cs.slabs;
 }
 
-static int64_t cached_after_freeing(unsigned cap, unsigned cls, size_t size) {
+/* Publishes cap as class cls's cap_large and empties every cache (and
+ * every empty chunk left mapped). */
+static void set_cap(unsigned cls, uint32_t cap) {
     struct hak_policy p = policy();
     p.cap_large[cls] = cap;
     publish(&p);
-    hak_trim(0); /* empty every cache */
+    hak_trim(0);
+}
+
+/* The class of size, its cap set (set_cap). */
+static unsigned class_with_cap(size_t size, uint32_t cap) {
+    unsigned cls;
+    class_for(&ace, size, &cls);
+    set_cap(cls, cap);
+    return cls;
+}
+
+static int64_t cached_after_freeing(unsigned cap, unsigned cls, size_t size) {
+    set_cap(cls, cap);
     int64_t base = runs(cls);
     void *v[40];
     for (int i = 0; i < 40; i++) v[i] = hak_malloc(size);
@@ -113,12 +127,7 @@ Test(ace, blocks_beyond_the_cap_are_purged_after_a_burst) {
 Test(ace, chunks_emptied_and_refilled_within_a_purge_delay_stay_mapped) {
     require_lane(&ace);
     require_counters();
-    unsigned cls;
-    class_for(&ace, 1 * MiB, &cls);
-    struct hak_policy p = policy();
-    p.cap_large[cls] = 0;
-    publish(&p);
-    hak_trim(0); /* no empty chunk left mapped */
+    class_with_cap(1 * MiB, 0); /* no cache, no empty chunk left mapped */
     struct hak_stats st0 = {.size = sizeof st0}, st1 = {.size = sizeof st1};
     hak_stats_get(&st0);
     void *v[8];
@@ -145,12 +154,7 @@ Test(ace, chunks_emptied_and_refilled_within_a_purge_delay_stay_mapped) {
 Test(ace, room_in_chunks_beyond_the_search_index_is_reused) {
     require_lane(&ace);
     require_counters();
-    unsigned cls;
-    class_for(&ace, 1 * MiB, &cls);
-    struct hak_policy p = policy();
-    p.cap_large[cls] = 0;
-    publish(&p);
-    hak_trim(0);
+    class_with_cap(1 * MiB, 0); /* no cache, no empty chunk left mapped */
     enum { N = 2100 };
     void **v = mmap_array(N);
     for (size_t i = 0; i < N; i++) {
@@ -182,12 +186,7 @@ Test(ace, room_in_chunks_beyond_the_search_index_is_reused) {
 Test(ace, an_unused_shared_cache_goes_back_to_the_chunks) {
     require_lane(&ace);
     require_counters();
-    unsigned cls;
-    class_for(&ace, 256 * KiB, &cls);
-    struct hak_policy p = policy();
-    p.cap_large[cls] = 4;
-    publish(&p);
-    hak_trim(0);
+    unsigned cls = class_with_cap(256 * KiB, 4);
     void *v[12];
     for (int i = 0; i < 12; i++) {
         v[i] = hak_malloc(256 * KiB);
