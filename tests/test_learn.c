@@ -233,7 +233,7 @@ Test(learn_core, grows_the_caps_a_big_working_set_needs_then_freezes) {
     start_run(&r, (uint64_t)256 << 20, &pol);
     struct workload w = big_working_sets();
     run_windows(&r, &w, 3000, &pol);
-    cr_assert_geq(r.adoptions, 3);
+    cr_assert_geq(r.adoptions, 1); /* one: every class short of room grown at once */
     /* the start policy misses a third of the time; the learned one reaches
      * the target hit rate (beyond it, larger caches earn nothing) */
     struct learn_obs o;
@@ -301,7 +301,7 @@ Test(learn_core, adoption_needs_the_margin_several_windows_running_then_cools_do
             cooldown_checked++;
         }
     }
-    cr_assert_gt(adoptions, 2);
+    cr_assert_gt(adoptions, 0);
     cr_assert_gt(cooldown_checked, 0);
 }
 
@@ -583,4 +583,38 @@ Test(learn_core, a_shrink_that_could_save_less_than_the_margin_is_not_tried) {
     }
     cr_assert_gt(r.c.trials, 0);
     cr_assert_gt(r.c.incumbent.cap_large[0], r.c.start.cap_large[0], "the cap did not grow");
+}
+
+Test(learn_core, misses_spread_over_every_group_grow_every_class_at_once) {
+    /* one class in each of the five groups, a quarter of its allocations
+     * missing: each group's misses cost 0.8% of the CPU time (below the
+     * margin, so no group move may be tried), all five together 4%, more
+     * than the memory the larger caps would keep: the move over every
+     * class pays, and is the one adopted */
+    struct run r;
+    struct hak_policy pol;
+    start_run(&r, (uint64_t)256 << 20, &pol);
+    struct workload w;
+    memset(&w, 0, sizeof w);
+    const unsigned cls[LEARN_GROUPS] = {0, 4, 8, 12, 16};
+    for (unsigned i = 0; i < LEARN_GROUPS; i++) {
+        uint32_t held = 3 * pol.cap_large[cls[i]];
+        w.ws[cls[i]] = held * 4 / 3;
+        w.per_window[cls[i]] = 4000;
+    }
+    w.cpu_per_alloc_ns = 2000;
+    w.refill_ns = 400;
+    struct hak_policy first = pol;
+    run_windows(&r, &w, 600, &pol);
+    for (unsigned g = 0; g < LEARN_GROUPS; g++)
+        cr_assert_eq(r.c.arms[LEARN_ARM_LARGE_UP + 2 * g].pulls, 0, "tried %s",
+                     learn_arm_name(LEARN_ARM_LARGE_UP + 2 * g));
+    for (unsigned i = 0; i < LEARN_GROUPS; i++)
+        cr_assert_gt(r.c.incumbent.cap_large[cls[i]], first.cap_large[cls[i]],
+                     "class %u: cap %u", cls[i], r.c.incumbent.cap_large[cls[i]]);
+    struct learn_obs o;
+    observe(&w, &r.c.incumbent, &o);
+    cr_assert_eq(o.misses_large, 0);
+    /* classes without traffic keep their caps */
+    cr_assert_eq(r.c.incumbent.cap_large[1], first.cap_large[1]);
 }

@@ -201,6 +201,12 @@ bool learn_arm_apply(const struct hak_policy *base, unsigned arm, struct hak_pol
         if (out->bigcache_mb < base->bigcache_mb) out->bigcache_mb = base->bigcache_mb;
     } else if (arm == LEARN_ARM_BIGCACHE_DOWN) {
         out->bigcache_mb = base->bigcache_mb / 2;
+    } else if (arm == LEARN_ARM_LARGE_ALL_UP || arm == LEARN_ARM_LARGE_ALL_DOWN) {
+        for (unsigned k = 0; k < LEARN_LARGE_CLASSES; k++)
+            out->cap_large[k] = arm == LEARN_ARM_LARGE_ALL_UP
+                                    ? up(base->cap_large[k], CAP_LARGE_MAX)
+                                    : (base->cap_large[k] > 1 ? base->cap_large[k] / 2
+                                                              : base->cap_large[k]);
     }
     return memcmp(out, base, sizeof *out) != 0;
 }
@@ -217,6 +223,7 @@ const char *learn_arm_name(unsigned arm) {
         [LEARN_ARM_WMAX_UP] = "wmax_large +25%",    [LEARN_ARM_WMAX_DOWN] = "wmax_large -25%",
         [LEARN_ARM_BATCH_UP] = "refill_batch x2",   [LEARN_ARM_BATCH_DOWN] = "refill_batch /2",
         [LEARN_ARM_BIGCACHE_UP] = "bigcache x2",    [LEARN_ARM_BIGCACHE_DOWN] = "bigcache /2",
+        [LEARN_ARM_LARGE_ALL_UP] = "cap_large all x2", [LEARN_ARM_LARGE_ALL_DOWN] = "cap_large all /2",
     };
     return arm < LEARN_ARMS ? names[arm] : "?";
 }
@@ -361,13 +368,32 @@ static bool group_has_traffic(const struct learn_core *c, unsigned first, unsign
  * by any evidence, and would keep blocks of that class cached when a
  * later phase uses it (learn_phases: B's 320 KiB blocks grew the
  * 384-512 KiB caps too, which held C's first frames' blocks). */
+/* The cap_large classes [*k0, *k1) that arm moves and whether it grows
+ * them: a group's four, or all of them; false for the other arms. */
+static bool large_arm(unsigned arm, unsigned *k0, unsigned *k1, bool *grows) {
+    if (arm >= LEARN_ARM_LARGE_UP && arm < LEARN_ARM_MID_UP) {
+        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
+        *k0 = g * LEARN_GROUP_CLASSES;
+        *k1 = *k0 + LEARN_GROUP_CLASSES;
+        *grows = ((arm - LEARN_ARM_LARGE_UP) & 1) == 0;
+        return true;
+    }
+    if (arm == LEARN_ARM_LARGE_ALL_UP || arm == LEARN_ARM_LARGE_ALL_DOWN) {
+        *k0 = 0;
+        *k1 = LEARN_LARGE_CLASSES;
+        *grows = arm == LEARN_ARM_LARGE_ALL_UP;
+        return true;
+    }
+    return false;
+}
+
 static bool core_apply(const struct learn_core *c, unsigned arm, struct hak_policy *out) {
     if (!learn_arm_apply(&c->incumbent, arm, out)) return false;
-    if (arm >= LEARN_ARM_LARGE_UP && arm < LEARN_ARM_MID_UP && ((arm - 1) & 1) == 0) {
-        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
-        for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+    unsigned k0, k1;
+    bool grows;
+    if (large_arm(arm, &k0, &k1, &grows) && grows)
+        for (unsigned k = k0; k < k1; k++)
             if (c->recent[LEARN_MID_CLASSES + k] < 1) out->cap_large[k] = c->incumbent.cap_large[k];
-    }
     return memcmp(out, &c->incumbent, sizeof *out) != 0;
 }
 
@@ -391,21 +417,26 @@ static double group_miss_cost(const struct learn_core *c, const struct learn_obs
     return x > 0 ? x * (double)o->refill_ns / cpu : 0;
 }
 
-/* Whether growing group g's caps to cand could pay, judged before trying
- * it (timed windows only): its misses under the incumbent must cost at
- * least the margin, and at least the memory term of the bytes the larger
- * caps may keep. Those are estimated, for each of the group's classes
- * with traffic, as what its caches hold now scaled by the caps' growth
- * (a cache that fills its cap now fills the larger one too), at most the
- * blocks the growth adds to the thread's and the shared caches. A trial
- * that grows caches leaves its pages resident after it ends, so trying a
- * move that cannot pay costs peak memory for nothing. */
-static bool growth_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned g,
-                           const struct hak_policy *cand) {
-    double gain = c->group_gain[g];
-    if (gain < 0) return true; /* not known (untimed, or not measured yet) */
+/* Whether growing the caps of classes [k0, k1) (whole groups) to cand
+ * could pay, judged before trying it (timed windows only): their misses
+ * under the incumbent must cost at least the margin, and at least the
+ * memory term of the bytes the larger caps may keep. Those are estimated,
+ * for each class with traffic, as what its caches hold now scaled by the
+ * caps' growth (a cache that fills its cap now fills the larger one too),
+ * at most the blocks the growth adds to the thread's and the shared
+ * caches. A trial that grows caches leaves its pages resident after it
+ * ends, so trying a move that cannot pay costs peak memory for nothing.
+ * The move over every class pays where misses spread over several groups,
+ * none worth a move alone, add up to the margin. */
+static bool growth_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned k0,
+                           unsigned k1, const struct hak_policy *cand) {
+    double gain = 0;
+    for (unsigned g = k0 / LEARN_GROUP_CLASSES; g < k1 / LEARN_GROUP_CLASSES; g++) {
+        if (c->group_gain[g] < 0) return true; /* not known (untimed, or not measured yet) */
+        gain += c->group_gain[g];
+    }
     double extra = 0;
-    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++) {
+    for (unsigned k = k0; k < k1; k++) {
         uint32_t was = c->incumbent.cap_large[k], now = cand->cap_large[k];
         if (c->recent[LEARN_MID_CLASSES + k] < 1 || now <= was) continue;
         double bound = 3.0 * (now - was) * ace_class_size[k];
@@ -417,15 +448,15 @@ static bool growth_can_pay(const struct learn_core *c, const struct learn_obs *o
     return gain >= c->cfg.margin && gain >= learn_mem_cost(c, &m);
 }
 
-/* Whether shrinking group g's caps could pay (timed windows only): it
- * gains at most the memory term of what the group's caches hold, which
+/* Whether shrinking the caps of classes [k0, k1) could pay (timed windows
+ * only): it gains at most the memory term of what their caches hold, which
  * must reach the margin. */
-static bool shrink_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned g) {
+static bool shrink_can_pay(const struct learn_core *c, const struct learn_obs *o, unsigned k0,
+                           unsigned k1) {
     if (window_cpu(c, o) <= 0) return true; /* untimed */
     struct learn_obs m = *o;
     m.ace_cache_bytes = 0;
-    for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
-        m.ace_cache_bytes += o->cache_cls[k];
+    for (unsigned k = k0; k < k1; k++) m.ace_cache_bytes += o->cache_cls[k];
     return learn_mem_cost(c, &m) >= c->cfg.margin;
 }
 
@@ -444,11 +475,10 @@ static void eligible_arms(const struct learn_core *c, const struct learn_obs *o,
         ok[a] = core_apply(c, a, &cand) &&
                 learn_policy_bytes(&cand) <= c->cfg.budget_bytes && !(over && grows);
         if (!ok[a]) continue;
-        if (a < LEARN_ARM_MID_UP)
-            ok[a] = group_has_traffic(c, LEARN_MID_CLASSES + (a - 1) / 2 * LEARN_GROUP_CLASSES,
-                                      LEARN_GROUP_CLASSES) &&
-                    (grows ? growth_can_pay(c, o, (a - 1) / 2, &cand)
-                           : shrink_can_pay(c, o, (a - 1) / 2));
+        unsigned k0, k1;
+        if (large_arm(a, &k0, &k1, &grows))
+            ok[a] = group_has_traffic(c, LEARN_MID_CLASSES + k0, k1 - k0) &&
+                    (grows ? growth_can_pay(c, o, k0, k1, &cand) : shrink_can_pay(c, o, k0, k1));
         else if (a <= LEARN_ARM_MID_DOWN)
             ok[a] = mid;
         else if (a <= LEARN_ARM_BATCH_DOWN)
@@ -631,9 +661,11 @@ bool learn_core_window(struct learn_core *c, const struct learn_obs *o, struct h
     double r = learn_reward(c, o);
     c->last_reward = r;
     /* what each group's misses cost under the incumbent's caps for it */
+    unsigned t0 = 0, t1 = 0; /* the classes the trial moves */
+    bool tgrows;
+    if (!large_arm(c->trial, &t0, &t1, &tgrows)) t0 = t1 = 0;
     for (unsigned g = 0; g < LEARN_GROUPS; g++)
-        if (c->trial == LEARN_ARM_STAY || c->trial >= LEARN_ARM_MID_UP ||
-            (c->trial - LEARN_ARM_LARGE_UP) / 2 != g)
+        if ((g + 1) * LEARN_GROUP_CLASSES <= t0 || g * LEARN_GROUP_CLASSES >= t1)
             c->group_gain[g] = group_miss_cost(c, o, g);
     c->arms[c->trial].pulls += 1;
     c->arms[c->trial].sum += r;

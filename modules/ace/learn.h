@@ -60,6 +60,8 @@ enum {
     LEARN_ARM_BATCH_DOWN,
     LEARN_ARM_BIGCACHE_UP,
     LEARN_ARM_BIGCACHE_DOWN,
+    LEARN_ARM_LARGE_ALL_UP,   /* cap_large of every class with traffic doubled */
+    LEARN_ARM_LARGE_ALL_DOWN, /* ... of every class halved */
     LEARN_ARMS
 };
 
