@@ -284,6 +284,7 @@ static size_t purge_run(bool all) {
  * and starts one again when it needs it. */
 
 #define PURGER_IDLE_NS ((uint64_t)2000000000u)
+#define PURGER_LOOK_MIN_NS ((uint64_t)10000000u)
 #define PURGER_STACK ((size_t)64 * 1024)
 /* 0: none; 1: starting or running. */
 _Atomic int os_purger_state;
@@ -314,7 +315,16 @@ static void *purger_main(void *arg) {
                 idle_since = now;
                 continue;
             }
-            due = now + PURGER_IDLE_NS / 4;
+            /* Nothing pending: look again after a purge delay (10 ms to
+             * 500 ms). A purge scheduled meanwhile does not wake this
+             * sleep, so the first pass after a burst comes up to one look
+             * late; a look every 500 ms made it up to half a second late,
+             * and a chunk that takes two passes to unmap (pagerun.c) later
+             * still. */
+            uint64_t look = os_purge_delay_ns();
+            if (look < PURGER_LOOK_MIN_NS) look = PURGER_LOOK_MIN_NS;
+            if (look > PURGER_IDLE_NS / 4) look = PURGER_IDLE_NS / 4;
+            due = now + look;
         } else {
             idle_since = now;
         }

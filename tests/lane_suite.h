@@ -354,7 +354,9 @@ static inline void **mmap_array(size_t n) {
 static inline void munmap_array(void **v, size_t n) { munmap(v, n * sizeof *v); }
 
 /* A burst freed: RSS comes back down without malloc_trim, while the
- * program only makes an occasional small allocation. */
+ * program only makes an occasional small allocation for two seconds (pages
+ * and empty page-run chunks age a purge delay before they go: the purger's
+ * second pass over them; the purger itself may look only after a delay). */
 static inline void check_burst_returns_memory(const struct lane_desc *d, size_t total) {
     require_lane(d);
     size_t n = total / ((d->lo + 1 + d->hi) / 2);
@@ -370,7 +372,7 @@ static inline void check_burst_returns_memory(const struct lane_desc *d, size_t 
     size_t peak = rss_bytes();
     for (size_t i = 0; i < n; i++) hak_free(v[i]);
     struct timespec ts = {0, 10 * 1000 * 1000};
-    for (int i = 0; i < 60; i++) { /* 600 ms of occasional calls */
+    for (int i = 0; i < 200; i++) { /* 2 s of occasional calls */
         void *p = hak_malloc(d->lo + 1);
         hak_free(p);
         nanosleep(&ts, NULL);
