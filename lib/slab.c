@@ -421,11 +421,6 @@ static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h
 
 static void drain_notify(struct slab_heap *h);
 
-/* Gives slab sl (empty, off every list) back to its segment (owner); an
- * emptied segment leaves the heap. A stale entry of sl on h's notify list
- * must not outlive the slab (its segment may be unmapped): drain says
- * whether to drain the list first; heap_abandon discards the list unread
- * instead. */
 /* ---- the block cache (slab.h, struct slab_heap) ----------------------- */
 
 /* Whether p is a block of slab sl. */
@@ -469,6 +464,11 @@ static void tc_flush_all(struct slab_heap *h) {
     }
 }
 
+/* Gives slab sl (empty, off every list) back to its segment (owner); an
+ * emptied segment leaves the heap. A stale entry of sl on h's notify list
+ * must not outlive the slab (its segment may be unmapped): drain says
+ * whether to drain the list first; heap_abandon discards the list unread
+ * instead. */
 static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     if (h->tc[sl->cls]) tc_forget(h, sl);
     struct slab_segment *s = segment_of(sl);
@@ -1012,6 +1012,16 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
     os_purge_tick();
 }
 
+/* Whether p starts a carved block of sl (in a lane whose slabs are
+ * 1 << shift bytes), by the copy of the slab's shape every thread may read:
+ * the offset times the slab's reciprocal and back, as the fast path checks
+ * it (no division). False for an unassigned slab (nothing carved). */
+static bool block_start_mt(const struct slab *sl, const void *p, unsigned shift) {
+    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
+    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
+    return idx * sl->block_size_mt == off && off < atomic_load_relaxed(&sl->carved_mt);
+}
+
 static HAK_NOINLINE void free_generic(struct slab *sl, void *p, struct slab_heap *me,
                                       hak_call_t call);
 
@@ -1023,11 +1033,7 @@ static HAK_NOINLINE void free_generic(struct slab *sl, void *p, struct slab_heap
 void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
     struct slab_rbuf *b = &me->rbuf[rbuf_slot(sl)];
     if (me->rbuf_used != 0 && HAK_LIKELY(b->sl == sl && b->n + 1 < b->cap)) {
-        unsigned shift = segment_of(sl)->lane->slab_shift;
-        uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
-        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
-        if (HAK_LIKELY(idx * sl->block_size_mt == off &&
-                       off < atomic_load_relaxed(&sl->carved_mt) &&
+        if (HAK_LIKELY(block_start_mt(sl, p, segment_of(sl)->lane->slab_shift) &&
                        *slab_mark_of(p) != slab_mark(p))) {
             *slab_mark_of(p) = slab_mark(p);
             *(void **)p = SLAB_LINK_ENCODE(b->head, p);
@@ -1048,16 +1054,12 @@ void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me, hak_call_t c
 static void free_generic(struct slab *sl, void *p, struct slab_heap *me, hak_call_t call) {
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
-    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << L->slab_shift) - 1));
     /* the shape other threads read (this may be one) */
-    uint32_t bs = sl->block_size_mt;
-    if (s->magic != SLAB_SEG_MAGIC || bs == 0) {
+    if (s->magic != SLAB_SEG_MAGIC || sl->block_size_mt == 0) {
         hak_report_misuse(call, p, "invalid pointer (not a block)");
         return;
     }
-    /* off / bs by the slab's reciprocal, as the fast path (no division) */
-    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
-    if (idx * bs != off || off >= atomic_load_relaxed(&sl->carved_mt)) {
+    if (!block_start_mt(sl, p, L->slab_shift)) {
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return;
     }
@@ -1095,9 +1097,7 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
     struct slab_segment *s = (struct slab_segment *)seg;
     unsigned shift = s->lane->slab_shift;
     const struct slab *sl = slab_of(p, seg, shift);
-    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
-    uint32_t bs = sl->block_size_mt; /* any thread */
-    if (bs == 0 || off % bs != 0 || off >= atomic_load_relaxed(&sl->carved_mt)) {
+    if (!block_start_mt(sl, p, shift)) { /* any thread; unassigned slabs too */
         hak_report_misuse(call, p, "invalid pointer (inside a block)");
         return 0;
     }
@@ -1108,7 +1108,7 @@ size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
         hak_report_misuse(call, p, "double free");
         return 0;
     }
-    return bs;
+    return sl->block_size_mt;
 }
 
 /* ---- thread exit, abandonment, adoption ------------------------------- */
