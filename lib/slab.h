@@ -467,20 +467,15 @@ static HAK_ALWAYS_INLINE void slab_free_fast_impl(void *p, uintptr_t seg, unsign
                        *slab_mark_of(p) != mark && sl->used > sl->fast_floor)) {
             *slab_mark_of(p) = mark;
             sl->used--;
-            if (tc) {
+            if (tc && HAK_LIKELY(h->tc_room[sl->cls] != 0)) {
                 unsigned cls = sl->cls;
-                uint16_t room = h->tc_room[cls];
-                if (HAK_LIKELY(room != 0)) {
-                    *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
-                    h->tc[cls] = p;
-                    h->tc_room[cls] = (uint16_t)(room - 1);
-                    if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][cls]++;
-                    slab_count_op(h);
-                    return;
-                }
+                *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
+                h->tc[cls] = p;
+                h->tc_room[cls]--;
+            } else {
+                *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
+                sl->free = p;
             }
-            *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
-            sl->free = p;
             if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
             slab_count_op(h);
             return;
