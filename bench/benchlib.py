@@ -1162,3 +1162,14 @@ CALLGRIND_NOTE = (
     "under every allocator) and the allocator's work outside those calls "
     "(initialisation, thread start and exit). Valgrind runs threads one at "
     "a time: no contention shows here. Callgrind files: callgrind/.")
+
+
+def run_cli(main) -> None:
+    """Runs main(argv) as the script's entry point: its return value is the
+    exit status; Ctrl-C exits 130, a closed pipe (piped into head) 1."""
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)

@@ -179,9 +179,4 @@ ALL_OK = ("All runs succeeded; every allocator produced the same checksum "
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:  # e.g. piped into head
-        sys.exit(1)
+    bl.run_cli(main)
