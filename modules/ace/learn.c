@@ -171,13 +171,32 @@ static uint32_t up(uint32_t v, uint32_t max) {
     return n > max ? max : n;
 }
 
+/* The cap_large classes [*k0, *k1) that arm moves and whether it grows
+ * them: a group's four, or all of them; false for the other arms. */
+static bool large_arm(unsigned arm, unsigned *k0, unsigned *k1, bool *grows) {
+    if (arm >= LEARN_ARM_LARGE_UP && arm < LEARN_ARM_MID_UP) {
+        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
+        *k0 = g * LEARN_GROUP_CLASSES;
+        *k1 = *k0 + LEARN_GROUP_CLASSES;
+        *grows = ((arm - LEARN_ARM_LARGE_UP) & 1) == 0;
+        return true;
+    }
+    if (arm == LEARN_ARM_LARGE_ALL_UP || arm == LEARN_ARM_LARGE_ALL_DOWN) {
+        *k0 = 0;
+        *k1 = LEARN_LARGE_CLASSES;
+        *grows = arm == LEARN_ARM_LARGE_ALL_UP;
+        return true;
+    }
+    return false;
+}
+
 bool learn_arm_apply(const struct hak_policy *base, unsigned arm, struct hak_policy *out) {
     *out = *base;
     if (arm == LEARN_ARM_STAY || arm >= LEARN_ARMS) return false;
-    if (arm < LEARN_ARM_MID_UP) {
-        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
-        bool grow = ((arm - LEARN_ARM_LARGE_UP) & 1) == 0;
-        for (unsigned k = g * LEARN_GROUP_CLASSES; k < (g + 1) * LEARN_GROUP_CLASSES; k++)
+    unsigned k0, k1;
+    bool grow;
+    if (large_arm(arm, &k0, &k1, &grow)) {
+        for (unsigned k = k0; k < k1; k++)
             out->cap_large[k] = grow ? up(base->cap_large[k], CAP_LARGE_MAX)
                                      : (base->cap_large[k] > 1 ? base->cap_large[k] / 2
                                                                : base->cap_large[k]);
@@ -201,12 +220,6 @@ bool learn_arm_apply(const struct hak_policy *base, unsigned arm, struct hak_pol
         if (out->bigcache_mb < base->bigcache_mb) out->bigcache_mb = base->bigcache_mb;
     } else if (arm == LEARN_ARM_BIGCACHE_DOWN) {
         out->bigcache_mb = base->bigcache_mb / 2;
-    } else if (arm == LEARN_ARM_LARGE_ALL_UP || arm == LEARN_ARM_LARGE_ALL_DOWN) {
-        for (unsigned k = 0; k < LEARN_LARGE_CLASSES; k++)
-            out->cap_large[k] = arm == LEARN_ARM_LARGE_ALL_UP
-                                    ? up(base->cap_large[k], CAP_LARGE_MAX)
-                                    : (base->cap_large[k] > 1 ? base->cap_large[k] / 2
-                                                              : base->cap_large[k]);
     }
     return memcmp(out, base, sizeof *out) != 0;
 }
@@ -363,30 +376,11 @@ static bool group_has_traffic(const struct learn_core *c, unsigned first, unsign
 }
 
 /* The arm's move applied to the incumbent, as the core makes it: a
- * cap_large group grown raises only the caps of its classes that had
+ * cap_large move that grows (a group or all) raises only the caps of classes that had
  * traffic lately. A cap raised without traffic of its own is not backed
  * by any evidence, and would keep blocks of that class cached when a
  * later phase uses it (learn_phases: B's 320 KiB blocks grew the
  * 384-512 KiB caps too, which held C's first frames' blocks). */
-/* The cap_large classes [*k0, *k1) that arm moves and whether it grows
- * them: a group's four, or all of them; false for the other arms. */
-static bool large_arm(unsigned arm, unsigned *k0, unsigned *k1, bool *grows) {
-    if (arm >= LEARN_ARM_LARGE_UP && arm < LEARN_ARM_MID_UP) {
-        unsigned g = (arm - LEARN_ARM_LARGE_UP) / 2;
-        *k0 = g * LEARN_GROUP_CLASSES;
-        *k1 = *k0 + LEARN_GROUP_CLASSES;
-        *grows = ((arm - LEARN_ARM_LARGE_UP) & 1) == 0;
-        return true;
-    }
-    if (arm == LEARN_ARM_LARGE_ALL_UP || arm == LEARN_ARM_LARGE_ALL_DOWN) {
-        *k0 = 0;
-        *k1 = LEARN_LARGE_CLASSES;
-        *grows = arm == LEARN_ARM_LARGE_ALL_UP;
-        return true;
-    }
-    return false;
-}
-
 static bool core_apply(const struct learn_core *c, unsigned arm, struct hak_policy *out) {
     if (!learn_arm_apply(&c->incumbent, arm, out)) return false;
     unsigned k0, k1;
