@@ -117,28 +117,34 @@ static void *hit_the_cache(void *arg) {
     return NULL;
 }
 
+/* The ACE lane's allocations over every class: W_MAX rounding may serve
+ * the 64 KiB requests from a warm larger class (what the shared cache
+ * holds, and the learner's W_MAX, decide), and they are counted there. */
+static uint64_t ace_allocs(void) {
+    uint64_t n = 0;
+    struct hak_class_stats cs;
+    for (unsigned k = 0; hak_class_stats_get(HAK_LANE_ACE, k, &cs) == 0; k++) n += cs.allocs;
+    return n;
+}
+
 Test(learn_runtime, allocations_that_all_hit_the_cache_reach_the_learners_counters) {
     if (!env_on("HAKMEM_LEARN")) cr_skip_test("HAKMEM_LEARN is not 1");
     if (!info().built) cr_skip_test("the learner is not built");
     cr_assert(wait_windows(1), "no windows closed");
-    const unsigned cls = 3; /* 64 KiB */
-    struct hak_class_stats before, after;
-    cr_assert_eq(hak_class_stats_get(HAK_LANE_ACE, cls, &before), 0);
-    cr_assert_eq(before.block_size, 64u << 10);
+    uint64_t before = ace_allocs();
     struct hits_only h;
     pthread_barrier_init(&h.done, NULL, 2);
     pthread_barrier_init(&h.read, NULL, 2);
     pthread_t t;
     cr_assert_eq(pthread_create(&t, NULL, hit_the_cache, &h), 0);
     pthread_barrier_wait(&h.done);
-    cr_assert_eq(hak_class_stats_get(HAK_LANE_ACE, cls, &after), 0);
+    uint64_t after = ace_allocs();
     pthread_barrier_wait(&h.read);
     pthread_join(t, NULL);
     pthread_barrier_destroy(&h.done);
     pthread_barrier_destroy(&h.read);
     /* 1001 allocations, at most 63 of them still in the thread's batch */
-    cr_assert_geq(after.allocs - before.allocs, 1001 - 63, "%llu counted",
-                  (unsigned long long)(after.allocs - before.allocs));
+    cr_assert_geq(after - before, 1001 - 63, "%llu counted", (unsigned long long)(after - before));
 }
 
 Test(learn_runtime, no_thread_and_no_window_when_disabled) {
