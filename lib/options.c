@@ -129,6 +129,9 @@ const struct hak_opt_desc options_table[HAK_OPT_COUNT] = {
     [HAK_OPT_POOL_TCACHE_KB] = {"HAKMEM_POOL_TCACHE_KB", HAK_OPT_INT, 64, 0, 1024, NULL,
                                 "pool lane: KiB of freed blocks a thread keeps per class for "
                                 "its next mallocs of the class (1 to 16 blocks; 0: none)"},
+    [HAK_OPT_TINY_TCACHE_KB] = {"HAKMEM_TINY_TCACHE_KB", HAK_OPT_INT, 8, 0, 1024, NULL,
+                                "tiny lane: KiB of freed blocks a thread keeps per class for "
+                                "its next mallocs of the class (1 to 128 blocks; 0: none)"},
 };
 _Static_assert(sizeof options_table / sizeof options_table[0] == HAK_OPT_COUNT,
                "one table entry per option");
@@ -244,7 +247,7 @@ static const struct mode_setting mode_minimal[] = {
     {HAK_OPT_PURGE_DELAY_MS, 0}, {HAK_OPT_HUGE_CACHE_CHUNKS, 0}, {HAK_OPT_TINY_SS_CACHE, 0},
     {HAK_OPT_POOL_SEG_CACHE, 0}, {HAK_OPT_ACE_CACHE_CHUNKS, 0},  {HAK_OPT_CAP_MID, 0},
     {HAK_OPT_CAP_LARGE, 0},      {HAK_OPT_BIGCACHE_MB, 0},       {HAK_OPT_WMAX_LARGE, 100},
-    {HAK_OPT_POOL_TCACHE_KB, 0},
+    {HAK_OPT_POOL_TCACHE_KB, 0}, {HAK_OPT_TINY_TCACHE_KB, 0},
 };
 static const struct mode_setting mode_fast[] = {
     {HAK_OPT_PURGE_DELAY_MS, 1000}, {HAK_OPT_HUGE_CACHE_CHUNKS, 16}, {HAK_OPT_TINY_SS_CACHE, 32},

@@ -18,7 +18,8 @@
 
 /* The sentinel slab: no free block, ever; the current slab of every class
  * of a heap that has none. Never written. */
-static struct slab sentinel_slab = {.fast_floor = UINT32_MAX};
+static struct slab sentinel_slab = {.over = -(int32_t)SLAB_FLOOR_NONE,
+                                    .fast_floor = SLAB_FLOOR_NONE};
 
 #define S1 &sentinel_slab
 #define S4 S1, S1, S1, S1
@@ -264,8 +265,8 @@ static uint32_t collect_remote(struct slab *sl, uintptr_t new_state, bool set_st
         *(void **)tail = SLAB_LINK_ENCODE(sl->free, tail);
         sl->free = list;
     }
-    hak_assert(sl->used >= n);
-    sl->used -= n;
+    hak_assert(slab_used(sl) >= n);
+    slab_used_add(sl, -(int32_t)n);
     prof_stop(HAK_PROF_REMOTE_DRAIN, t0);
     return n;
 }
@@ -421,56 +422,12 @@ static struct slab_segment *segment_new(struct slab_lane *L, struct slab_heap *h
 
 static void drain_notify(struct slab_heap *h);
 
-/* ---- the block cache (slab.h, struct slab_heap) ----------------------- */
-
-/* Whether p is a block of slab sl. */
-static bool in_slab(const struct slab *sl, const void *p) {
-    const struct slab_segment *s = segment_of(sl);
-    return (((uintptr_t)p - (uintptr_t)s) >> s->lane->slab_shift) == sl->index;
-}
-
-/* Takes sl's blocks out of h's block cache (sl is being released); the
- * others keep their order. */
-static void tc_forget(struct slab_heap *h, const struct slab *sl) {
-    unsigned cls = sl->cls;
-    void *keep[SLAB_TC_MAX_BLOCKS];
-    unsigned n = 0;
-    for (void *p = h->tc[cls]; p; p = SLAB_LINK_DECODE(*(void **)p, p))
-        if (!in_slab(sl, p)) keep[n++] = p;
-    void *head = NULL;
-    for (unsigned i = n; i-- > 0;) {
-        *(void **)keep[i] = SLAB_LINK_ENCODE(head, keep[i]);
-        head = keep[i];
-    }
-    h->tc[cls] = head;
-    h->tc_room[cls] = (uint16_t)(h->tc_max[cls] - n);
-}
-
-/* Puts every block of h's block cache on its slab's list (the heap is
- * leaving its slabs: whoever takes them next finds the blocks there). */
-static void tc_flush_all(struct slab_heap *h) {
-    for (unsigned c = 0; c < SLAB_MAX_CLASSES; c++) {
-        void *p = h->tc[c];
-        h->tc[c] = NULL;
-        h->tc_room[c] = h->tc_max[c];
-        while (p) {
-            void *next = SLAB_LINK_DECODE(*(void **)p, p);
-            uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
-            struct slab *sl = slab_of(p, seg, ((struct slab_segment *)seg)->lane->slab_shift);
-            *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
-            sl->free = p;
-            p = next;
-        }
-    }
-}
-
 /* Gives slab sl (empty, off every list) back to its segment (owner); an
  * emptied segment leaves the heap. A stale entry of sl on h's notify list
  * must not outlive the slab (its segment may be unmapped): drain says
  * whether to drain the list first; heap_abandon discards the list unread
  * instead. */
 static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
-    if (h->tc[sl->cls]) tc_forget(h, sl);
     struct slab_segment *s = segment_of(sl);
     struct slab_lane *L = s->lane;
     if (drain && atomic_load_acquire(&sl->in_notify)) drain_notify(h);
@@ -478,12 +435,12 @@ static void slab_release(struct slab_heap *h, struct slab *sl, bool drain) {
     atomic_store_relaxed(&sl->in_notify, 0);
     stats_note_slabs(L->id, sl->cls, -1);
     sl->free = NULL;
-    sl->used = 0;
-    slab_shape_set(sl, 0, 0, sl->cls);
+    slab_used_set(sl, 0);
+    slab_shape_set(sl, 0, sl->cls);
     slab_carved_set(sl, 0);
     sl->capacity = 0;
     sl->where = SLAB_ON_NONE;
-    sl->fast_floor = UINT32_MAX;
+    slab_floor_set(sl, SLAB_FLOOR_NONE);
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
     sl->freed_at = os_now_ns();
     atomic_store_release(&sl->pstate, SLAB_P_DIRTY); /* the purger may take it now */
@@ -506,14 +463,14 @@ static void heap_init_zeroed(struct slab_heap *h, uint32_t kind) {
 }
 
 /* Sizes h's block cache: per class, as many blocks as fit in the lane's
- * option's KiB (at least one, at most SLAB_TC_MAX_BLOCKS, so that the cache
+ * option's KiB (at least one, at most the lane's tc_cap, so that the cache
  * holds on to few slabs), none without the option or in the hardened
- * build (whose free lists are all checked: slab.h, free-list links). */
+ * build (SLAB_TC_BUILT). */
 static void heap_tc_size(struct slab_heap *h, const struct slab_lane *L) {
-    size_t bytes = L->tc_opt && !HAK_SECURE ? (size_t)hak_opt(L->tc_opt) << 10 : 0;
+    size_t bytes = L->tc_opt && SLAB_TC_BUILT ? (size_t)hak_opt(L->tc_opt) << 10 : 0;
     for (unsigned c = 0; c < L->nclasses && bytes; c++) {
         size_t n = bytes / L->class_size[c];
-        h->tc_max[c] = (uint16_t)(n < 1 ? 1 : n > SLAB_TC_MAX_BLOCKS ? SLAB_TC_MAX_BLOCKS : n);
+        h->tc_max[c] = (uint16_t)(n < 1 ? 1 : n > L->tc_cap ? L->tc_cap : n);
         h->tc_room[c] = h->tc_max[c];
     }
 }
@@ -555,10 +512,10 @@ static size_t reclaim_abandoned(struct slab_lane *L) {
             if (s->free_slabs & ((uint32_t)1 << i)) continue;
             struct slab *sl = &s->slabs[i];
             collect_remote(sl, SLAB_RS_NEVER, true);
-            if (sl->used != 0) continue;
+            if (slab_used(sl) != 0) continue;
             stats_note_slabs(L->id, sl->cls, -1);
             sl->free = NULL;
-            slab_shape_set(sl, 0, 0, sl->cls);
+            slab_shape_set(sl, 0, sl->cls);
             slab_carved_set(sl, 0);
             sl->capacity = 0;
             atomic_store_relaxed(&sl->in_notify, 0);
@@ -659,7 +616,7 @@ static void drain_notify(struct slab_heap *h) {
             slist_remove(&h->full[sl->cls], sl);
             slist_append(&h->avail[sl->cls], sl);
             sl->where = SLAB_ON_AVAIL;
-            sl->fast_floor = 1;
+            slab_floor_set(sl, 1);
         }
         sl = next;
     }
@@ -766,20 +723,20 @@ static struct slab *slab_assign(struct slab_lane *L, struct slab_heap *h, unsign
     struct slab *sl = &s->slabs[i];
     uint32_t bs = L->class_size[cls];
     uint32_t slab_size = (uint32_t)1 << L->slab_shift;
-    slab_shape_set(sl, bs, (((uint64_t)1 << SLAB_DIV_SHIFT) + bs - 1) / bs, (uint8_t)cls);
+    slab_shape_set(sl, bs, (uint8_t)cls);
     /* -Dsecure: the segment's last page is a guard (segment_new) */
     uint32_t room = slab_size;
     if (HAK_SECURE && i == (HAK_CHUNK >> L->slab_shift) - 1) room -= (uint32_t)os_page_size;
     sl->capacity = room / bs * bs;
     slab_carved_set(sl, 0);
-    sl->used = 0;
+    slab_used_set(sl, 0);
     sl->free = NULL;
     stats_note_slabs(L->id, cls, 1);
     atomic_store_relaxed(&sl->remote, SLAB_RS_NORMAL);
     atomic_store_release(&sl->owner, h);
     slist_push(&h->avail[cls], sl);
     sl->where = SLAB_ON_AVAIL;
-    sl->fast_floor = 1;
+    slab_floor_set(sl, 1);
     carve(L, sl);
     return sl;
 }
@@ -801,8 +758,8 @@ static uint32_t full_floor(const struct slab *sl) {
 static void set_cur(struct slab_heap *h, unsigned cls, struct slab *sl) {
     struct slab *old = h->cur[cls];
     if (old == sl) return;
-    if (old != &sentinel_slab && old->where == SLAB_ON_AVAIL) old->fast_floor = 1;
-    if (sl != &sentinel_slab) sl->fast_floor = 0;
+    if (old != &sentinel_slab && old->where == SLAB_ON_AVAIL) slab_floor_set(old, 1);
+    if (sl != &sentinel_slab) slab_floor_set(sl, 0);
     h->cur[cls] = sl;
 }
 
@@ -824,7 +781,7 @@ static struct slab *find_slab(struct slab_lane *L, struct slab_heap *h, unsigned
             slist_remove(&h->avail[cls], sl);
             slist_push(&h->full[cls], sl);
             sl->where = SLAB_ON_FULL;
-            sl->fast_floor = full_floor(sl);
+            slab_floor_set(sl, full_floor(sl));
         } else if (refill(L, sl)) {
             set_cur(h, cls, sl);
             return sl;
@@ -907,6 +864,12 @@ void *slab_alloc_slow(struct slab_lane *L, struct slab_heap **tls, unsigned cls)
     return slab_alloc_class(L, tls, cls);
 }
 
+void *slab_alloc_miss(unsigned cls, struct slab_lane *L, struct slab_heap **tls) {
+    void *p = slab_pop_fast(*tls, cls);
+    if (HAK_LIKELY(p != NULL)) return p;
+    return slab_alloc_slow(L, tls, cls);
+}
+
 /* ---- free -------------------------------------------------------------- */
 
 /* Whether the heap keeps empty slab sl on its class's list: fewer than the
@@ -918,7 +881,7 @@ static bool keep_empty(struct slab_heap *h, const struct slab *sl) {
     uint32_t cap = policy_current()->cap_mid[sl->cls];
     uint32_t empty = 0;
     for (const struct slab *o = h->avail[sl->cls].head; o && empty < cap; o = o->next)
-        if (o != sl && o->used == 0) empty++;
+        if (o != sl && slab_used(o) == 0) empty++;
     return empty < cap;
 }
 
@@ -934,7 +897,7 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
         slist_remove(&h->full[sl->cls], sl);
         slist_append(&h->avail[sl->cls], sl);
         sl->where = SLAB_ON_AVAIL;
-        sl->fast_floor = 1;
+        slab_floor_set(sl, 1);
         /* The current slab has no free block left: this one becomes
          * current, so that the next mallocs of the class pop the blocks
          * just freed on the fast path instead of searching the avail list
@@ -945,7 +908,7 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
             (cur->free == NULL && cur->carved >= cur->capacity))
             set_cur(h, sl->cls, sl);
     }
-    if (sl->used == 0 && h->cur[sl->cls] != sl &&
+    if (slab_used(sl) == 0 && h->cur[sl->cls] != sl &&
         (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL &&
         !keep_empty(h, sl)) {
         slist_remove(&h->avail[sl->cls], sl);
@@ -956,8 +919,11 @@ static void local_free_fixup(struct slab_heap *h, struct slab *sl) {
 /* Frees p, a block of another heap's slab sl (marked freed already), for
  * the calling thread, whose heap is me: into a
  * chain of me's remote buffer, or straight onto sl's remote list for a
- * thread without a live heap and for big blocks. */
-static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_heap *me) {
+ * thread without a live heap and for big blocks. counted: the free is in
+ * me's counters already (a block from me's block cache: only the remote
+ * free is counted here). */
+static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_heap *me,
+                    bool counted) {
     uint32_t bs = sl->block_size_mt;
     unsigned cls = sl->cls_mt; /* read before the push: the owner may reuse the slab */
     if (HAK_UNLIKELY(me->kind == SLAB_HEAP_EMPTY)) {
@@ -980,10 +946,10 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
         return;
     }
     if (!HAK_BENCH_MINIMAL) {
-        me->stats.cls[HAK_CCTR_frees][cls]++;
+        if (!counted) me->stats.cls[HAK_CCTR_frees][cls]++;
         me->stats.cls[HAK_CCTR_remote_frees][cls]++;
     }
-    slab_count_op(me);
+    if (!counted) slab_count_op(me);
     struct slab_rbuf *b = &me->rbuf[rbuf_slot(sl)];
     if (HAK_LIKELY(b->sl == sl)) {
         *(void **)p = SLAB_LINK_ENCODE(b->head, p);
@@ -1014,12 +980,12 @@ static void free_mt(struct slab_lane *L, struct slab *sl, void *p, struct slab_h
 
 /* Whether p starts a carved block of sl (in a lane whose slabs are
  * 1 << shift bytes), by the copy of the slab's shape every thread may read:
- * the offset times the slab's reciprocal and back, as the fast path checks
- * it (no division). False for an unassigned slab (nothing carved). */
+ * as the fast paths check it (slab_block_index_ok). False for an
+ * unassigned slab (nothing carved). */
 static bool block_start_mt(const struct slab *sl, const void *p, unsigned shift) {
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << shift) - 1));
-    uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic_mt) >> SLAB_DIV_SHIFT);
-    return idx * sl->block_size_mt == off && off < atomic_load_relaxed(&sl->carved_mt);
+    return slab_block_index_ok(off, sl->div_inv_mt, sl->div_rot_mt,
+                               atomic_load_relaxed(&sl->ncarved_mt));
 }
 
 static HAK_NOINLINE void free_generic(struct slab *sl, void *p, struct slab_heap *me,
@@ -1070,10 +1036,10 @@ static void free_generic(struct slab *sl, void *p, struct slab_heap *me, hak_cal
     }
     *slab_mark_of(p) = slab_mark(p);
     if (!mine) {
-        free_mt(L, sl, p, me);
+        free_mt(L, sl, p, me, false);
         return;
     }
-    if (sl->used == 0) {
+    if (slab_used(sl) == 0) {
         hak_report_misuse(call, p, "double free");
         return;
     }
@@ -1087,10 +1053,84 @@ static void free_generic(struct slab *sl, void *p, struct slab_heap *me, hak_cal
     }
     *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
     sl->free = p;
-    sl->used--;
+    slab_used_add(sl, -1);
     if (!HAK_BENCH_MINIMAL) me->stats.cls[HAK_CCTR_frees][sl->cls]++;
     local_free_fixup(me, sl);
     os_purge_tick();
+}
+
+/* ---- the block cache (slab.h, struct slab_heap) ----------------------- */
+
+/* Gives p, a block of me's block cache (marked freed, counted as freed by
+ * me, still used by its slab), back to its slab: onto the slab's list when
+ * me owns it, else as a remote free. */
+static void tc_give_back(struct slab_lane *L, struct slab_heap *me, void *p) {
+    uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
+    struct slab *sl = slab_of(p, seg, L->slab_shift);
+    if (atomic_load_relaxed(&sl->owner) != me) {
+        free_mt(L, sl, p, me, true);
+        return;
+    }
+    *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
+    sl->free = p;
+    slab_used_add(sl, -1);
+    local_free_fixup(me, sl);
+}
+
+/* Keeps the newest keep blocks of me's cache of class cls and gives the
+ * others back to their slabs. */
+static void tc_trim(struct slab_lane *L, struct slab_heap *me, unsigned cls, unsigned keep) {
+    void *rest = me->tc[cls], *last = NULL;
+    unsigned kept = 0;
+    for (; kept < keep && rest; kept++) {
+        last = rest;
+        rest = SLAB_LINK_DECODE(*(void **)rest, rest);
+    }
+    if (last)
+        *(void **)last = SLAB_LINK_ENCODE(NULL, last);
+    else
+        me->tc[cls] = NULL;
+    me->tc_room[cls] = (int64_t)me->tc_max[cls] - (int64_t)kept;
+    while (rest) {
+        void *next = SLAB_LINK_DECODE(*(void **)rest, rest);
+        tc_give_back(L, me, rest);
+        rest = next;
+    }
+}
+
+/* Gives every block of h's block cache back to its slab. */
+static void tc_flush_all(struct slab_lane *L, struct slab_heap *h) {
+    for (unsigned c = 0; c < L->nclasses; c++)
+        if (h->tc[c]) tc_trim(L, h, c, 0);
+}
+
+/* slab_free_fast_tc's misses: a full cache gives its older half back and
+ * takes p; without a cache (a thread without a heap of its own, the
+ * option 0) p goes onto its slab's list as in a lane without the cache;
+ * misuse goes to slab_free_slow, which reports it. */
+void slab_free_slow_tc(void *p, hak_call_t call) {
+    uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
+    struct slab_lane *L = ((struct slab_segment *)seg)->lane;
+    struct slab_heap *me = *L->tls();
+    struct slab *sl = slab_of(p, seg, L->slab_shift);
+    unsigned cls = sl->cls_mt;
+    if (me->tc_max[cls] != 0 && block_start_mt(sl, p, L->slab_shift) &&
+        *slab_mark_of(p) != slab_mark(p)) {
+        if (me->tc_room[cls] == 0) tc_trim(L, me, cls, me->tc_max[cls] / 2u);
+        *slab_mark_of(p) = slab_mark(p);
+        *(void **)p = SLAB_LINK_ENCODE(me->tc[cls], p);
+        me->tc[cls] = p;
+        me->tc_room[cls]--;
+        if (!HAK_BENCH_MINIMAL) me->stats.cls[HAK_CCTR_frees][cls]++;
+        slab_count_op(me);
+        os_purge_tick();
+        return;
+    }
+    if (me->tc_max[cls] == 0) {
+        slab_free_fast(p, seg, L->slab_shift, me, call);
+        return;
+    }
+    slab_free_slow(sl, p, me, call);
 }
 
 size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {
@@ -1128,13 +1168,12 @@ static void slab_disown(struct slab *sl) {
     }
     atomic_store_release(&sl->owner, NULL);
     sl->where = SLAB_ON_NONE;
-    sl->fast_floor = UINT32_MAX;
+    slab_floor_set(sl, SLAB_FLOOR_NONE);
     sl->next = sl->prev = NULL;
 }
 
 /* Gives up every slab and segment of h (its thread is ending). */
 static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
-    tc_flush_all(h);
     flush_stats(L, h);
     for (unsigned c = 0; c < L->nclasses; c++) {
         h->cur[c] = &sentinel_slab;
@@ -1144,7 +1183,7 @@ static void heap_abandon(struct slab_lane *L, struct slab_heap *h) {
                 struct slab *sl = l->head;
                 slist_remove(l, sl);
                 collect_remote(sl, 0, false);
-                if (sl->used == 0 &&
+                if (slab_used(sl) == 0 &&
                     (atomic_load_relaxed(&sl->remote) & SLAB_RS_MASK) == SLAB_RS_NORMAL) {
                     slab_release(h, sl, false);
                     continue;
@@ -1183,14 +1222,14 @@ static void segment_adopt(struct slab_lane *L, struct slab_heap *h, struct slab_
         atomic_store_release(&sl->owner, h);
         atomic_store_relaxed(&sl->in_notify, 0); /* its notify list was discarded */
         collect_remote(sl, SLAB_RS_NORMAL, true);
-        if (sl->used == 0) {
+        if (slab_used(sl) == 0) {
             slab_release(h, sl, false); /* in_notify was just cleared */
             continue;
         }
         /* full ones are marked so by the next find_slab of their class */
         slist_push(&h->avail[sl->cls], sl);
         sl->where = SLAB_ON_AVAIL;
-        sl->fast_floor = 1;
+        slab_floor_set(sl, 1);
     }
 }
 
@@ -1198,13 +1237,17 @@ void slab_thread_exit(struct slab_lane *L, struct slab_heap **tls) {
     struct slab_heap *h = *tls;
     if (h->kind != SLAB_HEAP_LIVE) return;
     *tls = &slab_heap_dead;
+    tc_flush_all(L, h); /* before the remote buffer: it may add to it */
     rbuf_flush(h);
     heap_abandon(L, h);
     os_purge_tick(); /* what it released has purges due: make sure a purger runs */
 }
 
 size_t slab_trim(struct slab_lane *L, struct slab_heap **tls) {
-    if ((*tls)->kind == SLAB_HEAP_LIVE) rbuf_flush(*tls);
+    if ((*tls)->kind == SLAB_HEAP_LIVE) {
+        tc_flush_all(L, *tls);
+        rbuf_flush(*tls);
+    }
     pthread_mutex_lock(&L->lock);
     size_t bytes = reclaim_abandoned(L);
     pthread_mutex_unlock(&L->lock);
@@ -1252,7 +1295,7 @@ void slab_fork_child(struct slab_lane *L, struct slab_heap *h) {
                         slist_remove(&h->full[c], sl);
                         slist_append(&h->avail[c], sl);
                         sl->where = SLAB_ON_AVAIL;
-                        sl->fast_floor = 1;
+                        slab_floor_set(sl, 1);
                     }
                 }
                 sl = next;

@@ -101,8 +101,9 @@ struct slab_lane;
 
 /* Invariant (owner's view): used == blocks handed out - blocks returned to
  * the free list (locally, or collected from the remote list); blocks still
- * on the remote list, or batched in another thread's remote buffer, count
- * as used. Unassigned: block_size == 0, carved == 0.
+ * on the remote list, batched in another thread's remote buffer or held in
+ * any thread's block cache count as used. Unassigned: block_size == 0,
+ * carved == 0.
  *
  * Three cache lines by who writes them and who reads them. The first is
  * the owner's: everything its malloc and free touch (the free list, the
@@ -118,9 +119,11 @@ struct slab_lane;
 struct slab {
     /* line 1: the owner's */
     void *free;                      /* local free list (owner only) */
-    uint64_t div_magic;              /* ceil(2^40 / block_size): offset -> index,
-                                        exact for offsets < 2^20 */
-    uint32_t used;                   /* blocks out, see above */
+    uint32_t div_inv;                /* see slab_block_index */
+    uint32_t ncarved;                /* blocks carved so far */
+    int32_t over;                    /* used - fast_floor (slab_used): the free fast
+                                        path decrements it and goes on while it
+                                        stays >= 0, one instruction and a branch */
     uint32_t fast_floor;             /* the owner's frees take the fast path while
                                         used > this: 0 for the heap's current slab
                                         (it stays current when empty), 1 for the
@@ -128,22 +131,24 @@ struct slab {
                                         may release them), seven eighths of its
                                         blocks on the full list (the slow path
                                         moves it to avail below that: see
-                                        full_floor), UINT32_MAX when unowned */
+                                        full_floor), SLAB_FLOOR_NONE when unowned */
     uint32_t block_size;             /* bytes; 0 when unassigned */
     uint32_t carved;                 /* bytes carved into blocks so far */
     uint32_t capacity;               /* bytes usable for blocks (multiple of block_size) */
     uint8_t cls;                     /* size class */
     uint8_t where;                   /* SLAB_ON_* */
     uint8_t index;                   /* slab number in its segment */
+    uint8_t div_rot;                 /* see slab_block_index */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
     /* line 2: read by any thread's free; the shape is the owner's, copied
      * (slab_shape_set, slab_carved_set) */
     _Alignas(64) struct slab_heap *_Atomic owner; /* owner heap, NULL when abandoned */
-    uint64_t div_magic_mt;           /* div_magic */
-    uint32_t block_size_mt;          /* block_size */
-    _Atomic uint32_t carved_mt;      /* carved (relaxed: the owner carves while other
+    uint32_t div_inv_mt;             /* div_inv */
+    _Atomic uint32_t ncarved_mt;     /* ncarved (relaxed: the owner carves while other
                                         threads free) */
+    uint32_t block_size_mt;          /* block_size */
     uint8_t cls_mt;                  /* cls */
+    uint8_t div_rot_mt;              /* div_rot */
     /* line 3: written by other threads */
     _Alignas(64) _Atomic uintptr_t remote; /* count | remote free list | SLAB_RS_* */
     struct slab *notify_next;        /* in owner->notify */
@@ -161,19 +166,56 @@ _Static_assert(offsetof(struct slab, next) + sizeof(void *) * 2 <= 64 &&
                    offsetof(struct slab, owner) == 64 && offsetof(struct slab, remote) == 128,
                "the owner's, the freers' and the remote writers' fields on their own lines");
 
-/* The slab's shape: the owner's fields and the copy other threads read. */
-static inline void slab_shape_set(struct slab *sl, uint32_t block_size, uint64_t div_magic,
-                                  uint8_t cls) {
+#define SLAB_FLOOR_NONE ((uint32_t)1 << 30) /* above any used count */
+
+/* used (see struct slab), kept as over = used - fast_floor. */
+static inline uint32_t slab_used(const struct slab *sl) {
+    return (uint32_t)(sl->over + (int32_t)sl->fast_floor);
+}
+static inline void slab_used_set(struct slab *sl, uint32_t used) {
+    sl->over = (int32_t)used - (int32_t)sl->fast_floor;
+}
+static inline void slab_used_add(struct slab *sl, int32_t n) { sl->over += n; }
+static inline void slab_floor_set(struct slab *sl, uint32_t floor) {
+    sl->over += (int32_t)sl->fast_floor - (int32_t)floor;
+    sl->fast_floor = floor;
+}
+
+/* The slab's shape: the owner's fields and the copy other threads read.
+ * block_size is odd * 2^div_rot (every class is a multiple of 16, so
+ * div_rot >= 4); div_inv is the odd factor's inverse modulo 2^32. */
+static inline void slab_shape_set(struct slab *sl, uint32_t block_size, uint8_t cls) {
+    uint8_t rot = block_size ? (uint8_t)HAK_CTZ64(block_size) : 0;
+    uint32_t odd = block_size >> rot, inv = odd; /* Newton: each step doubles the bits */
+    for (int i = 0; i < 5; i++) inv *= 2 - odd * inv;
     sl->block_size = block_size;
-    sl->div_magic = div_magic;
+    sl->div_inv = inv;
+    sl->div_rot = rot;
     sl->cls = cls;
     sl->block_size_mt = block_size;
-    sl->div_magic_mt = div_magic;
+    sl->div_inv_mt = inv;
+    sl->div_rot_mt = rot;
     sl->cls_mt = cls;
 }
 static inline void slab_carved_set(struct slab *sl, uint32_t carved) {
     sl->carved = carved;
-    atomic_store_relaxed(&sl->carved_mt, carved);
+    sl->ncarved = sl->block_size ? carved / sl->block_size : 0;
+    atomic_store_relaxed(&sl->ncarved_mt, sl->ncarved);
+}
+
+/* Whether the block offset off (in its slab) starts one of the first n
+ * blocks of a slab of shape (inv, rot): off times the inverse of the
+ * block size's odd factor, rotated right by rot, is off / block_size when
+ * the block size divides off, and at least 2^32 / block_size otherwise (the
+ * low rot bits, not all zero, rotate to the top; or the odd factor does
+ * not divide off), so one compare checks "a block start" and "carved".
+ * Four instructions and no division; n = 0 (an unassigned slab) refuses
+ * every offset. Exact for n <= 2^32 / block_size. */
+static HAK_ALWAYS_INLINE bool slab_block_index_ok(uint32_t off, uint32_t inv, unsigned rot,
+                                                  uint32_t n) {
+    uint32_t y = off * inv;
+    y = (y >> rot) | (y << ((32 - rot) & 31));
+    return y < n;
 }
 
 struct slab_segment {
@@ -244,21 +286,20 @@ struct slab_heap {
     struct slab_segment *segs_drain;    /* DRAINING segments with an unassigned slab */
     struct slab_segment *segs_full;     /* segments with none (either tier) */
     uint32_t kind;                      /* SLAB_HEAP_* */
-    /* The block cache (lanes with a tc_opt): blocks of this heap's own slabs
-     * that it freed, per class, LIFO, linked through their first word and
-     * marked freed. They count as free in their slab's used, as blocks on
-     * its own list do; the cache is only another list, across slabs. The
-     * next malloc of the class pops one before looking at a slab, so a
-     * program that frees and allocates in turn pays a push and a pop
-     * whichever slabs its blocks are in, where it paid a search for a slab
-     * with a free block whenever the current one ran out. At most tc_max[cls]
-     * blocks; beyond that a free goes to its slab's list. A slab released
-     * takes its blocks out of the cache first (tc_forget), and an exiting
-     * heap puts them back on their slabs' lists (tc_flush_all), so the
-     * cache never holds a slab in use nor a block of a slab it left. */
+    /* The block cache (lanes with a tc_opt): blocks this thread freed, of
+     * any heap's slabs, per class, LIFO, linked through their first word
+     * and marked freed. They still count as used by their slabs: a free
+     * into the cache touches no slab (so it needs no ownership test) and
+     * the next malloc of the class pops the block without looking at a
+     * slab. At most tc_max[cls] blocks (a few: each may keep a slab in
+     * use); a free that finds the cache full first gives its older half
+     * back to the slabs (own slabs' lists, other heaps' through the remote
+     * lists), and so do malloc_trim and thread exit with all of it. */
     void *tc[SLAB_MAX_CLASSES];
-#define SLAB_TC_MAX_BLOCKS 16           /* tc_max's bound, however small the blocks */
-    uint16_t tc_room[SLAB_MAX_CLASSES]; /* blocks tc[cls] may take yet */
+    int64_t tc_room[SLAB_MAX_CLASSES];  /* blocks tc[cls] may take yet (eight bytes,
+                                           as tc and the counters: one index serves
+                                           all three on the fast paths; signed: the
+                                           free decrements it, then tests) */
     uint16_t tc_max[SLAB_MAX_CLASSES];  /* tc_room when empty; 0: no block cache */
     uint32_t rbuf_used;                 /* slots of rbuf holding a chain */
     struct slab_rbuf rbuf[SLAB_RBUF_SLOTS]; /* other heaps' blocks this thread freed,
@@ -284,6 +325,8 @@ struct slab_lane {
     int tc_opt;                         /* option: KiB of freed blocks per class in a
                                            heap's block cache, or 0 (HAK_OPT_MODE, never
                                            a cache size) for none */
+    uint16_t tc_cap;                    /* blocks per class in the cache at most, however
+                                           small they are (each may keep a slab in use) */
     struct slab_heap **(*tls)(void);    /* the calling thread's TLS heap pointer (for a
                                            thread whose first call is a free) */
     /* state */
@@ -312,7 +355,13 @@ HAK_NOINLINE HAK_COLD void *slab_alloc_slow(struct slab_lane *L, struct slab_hea
                                             unsigned cls);
 HAK_NOINLINE void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me,
                                  hak_call_t call);
+/* (p alone: the fast path keeps fewer values live across its checks) */
+HAK_NOINLINE void slab_free_slow_tc(void *p, hak_call_t call);
 void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls);
+/* A lane's malloc that found the block cache empty: a block of the current
+ * slab (slab_pop_fast), else the slow path. Out of line, so that the
+ * cache's pop keeps no register for it. */
+HAK_NOINLINE void *slab_alloc_miss(unsigned cls, struct slab_lane *L, struct slab_heap **tls);
 size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call);
 /* The smallest class of L holding size bytes whose blocks are aligned to
  * align (a power of two) by construction: block size a multiple of align
@@ -408,6 +457,11 @@ static HAK_ALWAYS_INLINE void slab_count_op(struct slab_heap *h) {
 
 /* ---- fast paths (inlined by the lanes' <lane>_fast.h) ------------------ */
 
+/* The block cache is built except in the hardened build, whose free lists
+ * are all checked (free-list links above); there the lanes free onto
+ * their slabs' lists (slab_free_fast) and never look at the cache. */
+#define SLAB_TC_BUILT (!HAK_SECURE)
+
 /* Pops a block of class cls from the heap's current slab; NULL when the
  * slab has none (the caller then takes its slow path). */
 static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) {
@@ -418,24 +472,22 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
         slab_link_check(p, next);
         sl->free = next;
         *slab_mark_of(p) = 0;
-        sl->used++;
+        sl->over++; /* used++ */
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
         slab_count_op(h);
     }
     return p;
 }
 
-/* Pops a block of class cls from heap h's block cache (a lane whose slabs
- * are 1 << slab_shift bytes); NULL when it has none (lanes without the
- * cache always). */
-static HAK_ALWAYS_INLINE void *slab_tc_pop(struct slab_heap *h, unsigned cls,
-                                           unsigned slab_shift) {
+/* Pops a block of class cls from heap h's block cache; NULL when it has
+ * none (lanes without the cache always). The block counts as used by its
+ * slab already (struct slab_heap). */
+static HAK_ALWAYS_INLINE void *slab_tc_pop(struct slab_heap *h, unsigned cls) {
+    if (!SLAB_TC_BUILT) return NULL;
     void *p = h->tc[cls];
     if (HAK_LIKELY(p != NULL)) {
         h->tc[cls] = SLAB_LINK_DECODE(*(void **)p, p);
         h->tc_room[cls]++;
-        uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
-        slab_of(p, seg, slab_shift)->used++;
         *slab_mark_of(p) = 0;
         if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_allocs][cls]++;
         slab_count_op(h);
@@ -443,17 +495,16 @@ static HAK_ALWAYS_INLINE void *slab_tc_pop(struct slab_heap *h, unsigned cls,
     return p;
 }
 
-/* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes.
- * The fast case: p starts a block handed out from a slab of heap h that
- * keeps more blocks out than its fast_floor (0 for the current slab, 1 for
- * the others, most of its blocks on the full list), and p carries no
- * double-free mark; then p goes on the heap's block cache while that has
- * room (tc, a constant: lanes with the cache), else on its slab's list.
- * Everything else (and every misuse) goes to slab_free_slow, which checks
- * it all again. */
-static HAK_ALWAYS_INLINE void slab_free_fast_impl(void *p, uintptr_t seg, unsigned slab_shift,
-                                                  struct slab_heap *h, hak_call_t call,
-                                                  bool tc) {
+/* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes,
+ * onto its slab's list (a lane's free without the block cache). The fast
+ * case: p starts a carved block
+ * of a slab of heap h that keeps more blocks out than its fast_floor (0
+ * for the current slab, 1 for the others, most of its blocks on the full
+ * list), and p carries no double-free mark; then p goes on its slab's
+ * list. Everything else (and every misuse) goes to slab_free_slow, which
+ * checks it all again. */
+static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
+                                             struct slab_heap *h, hak_call_t call) {
     /* The owner test comes before any read of the slab: another thread's
      * free does not read the owner's line (the fence keeps the compiler
      * from hoisting those reads above the test). */
@@ -461,39 +512,58 @@ static HAK_ALWAYS_INLINE void slab_free_fast_impl(void *p, uintptr_t seg, unsign
         atomic_signal_fence(memory_order_acq_rel);
         struct slab *sl = slab_of(p, seg, slab_shift);
         uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
-        uint32_t idx = (uint32_t)(((uint64_t)off * sl->div_magic) >> SLAB_DIV_SHIFT);
         uintptr_t mark = slab_mark(p);
-        if (HAK_LIKELY(idx * sl->block_size == off && off < sl->carved &&
-                       *slab_mark_of(p) != mark && sl->used > sl->fast_floor)) {
-            *slab_mark_of(p) = mark;
-            sl->used--;
-            if (tc && HAK_LIKELY(h->tc_room[sl->cls] != 0)) {
-                unsigned cls = sl->cls;
-                *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
-                h->tc[cls] = p;
-                h->tc_room[cls]--;
-            } else {
+        if (HAK_LIKELY(slab_block_index_ok(off, sl->div_inv, sl->div_rot, sl->ncarved) &&
+                       *slab_mark_of(p) != mark)) {
+            if (HAK_LIKELY(--sl->over >= 0)) { /* used-- stays above fast_floor */
+                *slab_mark_of(p) = mark;
                 *(void **)p = SLAB_LINK_ENCODE(sl->free, p);
                 sl->free = p;
+                if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
+                slab_count_op(h);
+                return;
             }
-            if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][sl->cls]++;
-            slab_count_op(h);
-            return;
+            /* (the fence: a reload here, rather than the old value kept in
+             * a register, lets the decrement and its test be one
+             * read-modify-write and a branch) */
+            atomic_signal_fence(memory_order_seq_cst);
+            sl->over++;
         }
     }
     slab_free_slow(slab_of(p, seg, slab_shift), p, h, call);
 }
 
-/* The free fast path of a lane without the block cache. */
-static HAK_ALWAYS_INLINE void slab_free_fast(void *p, uintptr_t seg, unsigned slab_shift,
-                                             struct slab_heap *h, hak_call_t call) {
-    slab_free_fast_impl(p, seg, slab_shift, h, call, false);
-}
-
-/* The free fast path of a lane with the block cache. */
+/* Frees p in the segment at seg, whose slabs are 1 << slab_shift bytes, in
+ * a lane with the block cache: whichever heap owns the slab, p goes on the
+ * calling thread's cache of its class (it stays used by its slab) when the
+ * cache has room, p starts a carved block and carries no double-free mark.
+ * The checks read only the shape other threads may read, so no ownership
+ * test is needed. Everything else goes to slab_free_slow_tc. */
 static HAK_ALWAYS_INLINE void slab_free_fast_tc(void *p, uintptr_t seg, unsigned slab_shift,
                                                 struct slab_heap *h, hak_call_t call) {
-    slab_free_fast_impl(p, seg, slab_shift, h, call, true);
+    if (!SLAB_TC_BUILT) {
+        slab_free_fast(p, seg, slab_shift, h, call);
+        return;
+    }
+    const struct slab *sl = slab_of(p, seg, slab_shift);
+    unsigned cls = sl->cls_mt;
+    uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
+    uintptr_t mark = slab_mark(p);
+    if (HAK_LIKELY(slab_block_index_ok(off, sl->div_inv_mt, sl->div_rot_mt,
+                                       atomic_load_relaxed(&sl->ncarved_mt)) &&
+                   *slab_mark_of(p) != mark)) {
+        if (HAK_LIKELY(--h->tc_room[cls] >= 0)) {
+            *slab_mark_of(p) = mark;
+            *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
+            h->tc[cls] = p;
+            if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][cls]++;
+            slab_count_op(h);
+            return;
+        }
+        atomic_signal_fence(memory_order_seq_cst); /* as in slab_free_fast */
+        h->tc_room[cls]++;
+    }
+    slab_free_slow_tc(p, call);
 }
 
 #endif /* HAK_SLAB_H */

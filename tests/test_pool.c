@@ -4,8 +4,11 @@
  */
 #include "lane_suite.h"
 
-static const struct lane_desc pool = {
-    .id = HAK_LANE_POOL, .lo = HAK_TINY_MAX, .hi = HAK_POOL_MAX, .slab_size = 256 * KiB};
+static const struct lane_desc pool = {.id = HAK_LANE_POOL,
+                                      .lo = HAK_TINY_MAX,
+                                      .hi = HAK_POOL_MAX,
+                                      .slab_size = 256 * KiB,
+                                      .cache_max = HAK_SECURE ? 0 : 16};
 
 Test(pool, class_map_meets_waste_and_alignment_rules_for_every_size) { check_class_map(&pool); }
 
@@ -83,12 +86,13 @@ Test(pool, freed_block_of_another_slab_is_the_next_malloc) {
     hak_free(v);
 }
 
-/* A slab whose last block is freed is released with some of its blocks in
- * the cache: they leave the cache with it, so that no malloc of their class
- * hands out memory of a slab it no longer owns (the slab may serve another
- * class by then, or be purged). The next mallocs of the class come from
- * the slabs still in use, which have free blocks. */
-Test(pool, released_slab_takes_its_blocks_out_of_the_cache) {
+/* Blocks in the cache stay used by their slab: a slab all of whose blocks
+ * are freed is not released while the cache holds some of them (a malloc
+ * of the class may pop them any time); malloc_trim gives them back and the
+ * slab goes. A full cache gives its older half back on the next free, so
+ * it never holds more than its bound. The next mallocs of the class come
+ * from the slabs still in use. */
+Test(pool, cached_blocks_keep_their_slab_until_the_cache_gives_them_back) {
     require_block_cache();
     require_counters();
     struct hak_policy pol = {.size = sizeof pol};
@@ -115,7 +119,9 @@ Test(pool, released_slab_takes_its_blocks_out_of_the_cache) {
             hak_free(v[i]);
             v[i] = NULL;
         }
-    cr_assert_eq(class_stats(&pool, cls).slabs, slabs - 1, "the slab was not released");
+    cr_assert_eq(class_stats(&pool, cls).slabs, slabs, "released with blocks in the cache");
+    hak_trim(0);
+    cr_assert_eq(class_stats(&pool, cls).slabs, slabs - 1, "not released after the trim");
     /* half a slab: the slab in use with the fewest blocks has room for them
      * (more could take a new slab, and the released one is the next) */
     for (size_t i = 0, k = 0; i < n && k < per_slab / 2; i++) {
@@ -127,4 +133,39 @@ Test(pool, released_slab_takes_its_blocks_out_of_the_cache) {
     }
     for (size_t i = 0; i < n; i++) hak_free(v[i]); /* hak_free(NULL) for those left */
     hak_free(v);
+}
+
+struct handover {
+    void *block;
+    pthread_barrier_t bar;
+};
+
+static void *allocate_and_wait(void *arg) {
+    struct handover *h = arg;
+    h->block = hak_malloc(8192);
+    pthread_barrier_wait(&h->bar); /* the main thread frees it ... */
+    pthread_barrier_wait(&h->bar); /* ... and allocates it again */
+    return NULL;
+}
+
+/* A block of another thread's slab freed here is the next malloc of its
+ * class here too (the cache takes any thread's blocks: no ownership test
+ * on the free). */
+Test(pool, another_threads_block_freed_here_is_the_next_malloc_here) {
+    require_block_cache();
+    struct handover h = {0};
+    pthread_barrier_init(&h.bar, NULL, 2);
+    pthread_t t;
+    pthread_create(&t, NULL, allocate_and_wait, &h);
+    pthread_barrier_wait(&h.bar);
+    cr_assert_not_null(h.block);
+    void *mine = hak_malloc(8192); /* this thread has a heap of its own */
+    hak_free(h.block);
+    void *again = hak_malloc(8192);
+    cr_assert_eq(again, h.block, "freed %p, the next malloc gave %p", h.block, again);
+    pthread_barrier_wait(&h.bar);
+    pthread_join(t, NULL);
+    pthread_barrier_destroy(&h.bar);
+    hak_free(again);
+    hak_free(mine);
 }

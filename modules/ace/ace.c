@@ -124,6 +124,11 @@ void ace_stats_exact_flush(struct ace_tcache *t) {
     flush_stats(t);
 }
 
+void *ace_stats_flush_then(struct ace_tcache *t, void *p) {
+    ace_stats_exact_flush(t);
+    return p;
+}
+
 /* The calling thread's cache, made on first use; NULL once it has exited. */
 static struct ace_tcache *my_tcache(void) {
     struct ace_tcache *t = ace_tls;

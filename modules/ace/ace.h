@@ -64,5 +64,8 @@ HAK_NOINLINE HAK_COLD void *ace_alloc_slow(size_t size);
 HAK_NOINLINE void ace_free_slow(void *p, uintptr_t chunk, hak_call_t call);
 /* -Dstats=true: flushes t's counters (every STATS_EXACT_OPS operations). */
 HAK_NOINLINE HAK_COLD void ace_stats_exact_flush(struct ace_tcache *t);
+/* The same for a malloc about to return p: returns p (a tail call, so that
+ * the malloc fast paths keep p in no saved register). */
+HAK_NOINLINE HAK_COLD void *ace_stats_flush_then(struct ace_tcache *t, void *p);
 
 #endif /* HAK_ACE_H */

@@ -24,7 +24,7 @@ static HAK_ALWAYS_INLINE void *ace_alloc_fast(size_t size) {
         atomic_store_relaxed(ace_tag_of(p, chunk), (uint8_t)(cls + 1));
         if (HAK_STATS) {
             t->stats.cls[HAK_CCTR_allocs][cls]++;
-            if (HAK_UNLIKELY(++t->stat_ops >= 64)) ace_stats_exact_flush(t);
+            if (HAK_UNLIKELY(++t->stat_ops >= 64)) return ace_stats_flush_then(t, p);
         } else if (!HAK_BENCH_MINIMAL) {
             /* the learner's windows read the global counters: a thread whose
              * allocations all hit its cache takes no slow path to flush them,
@@ -33,7 +33,7 @@ static HAK_ALWAYS_INLINE void *ace_alloc_fast(size_t size) {
              * then a load every 64) */
             uint64_t c = ++t->stats.cls[HAK_CCTR_allocs][cls];
             if (HAK_HAVE_LEARN && HAK_UNLIKELY((c & 63) == 0) && learn_running_now())
-                ace_stats_exact_flush(t);
+                return ace_stats_flush_then(t, p);
         }
         return p;
     }

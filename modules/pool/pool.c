@@ -14,8 +14,8 @@ const uint32_t pool_class_size[POOL_CLASSES] = {
     7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768,
 };
 
-const uint8_t pool_class_of[HAK_POOL_MAX >> 8] = {
-    0, 0, 0, 0, 0, 1, 2, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11,
+const uint8_t pool_class_of[(HAK_POOL_MAX - HAK_TINY_MAX) >> 8] = {
+    0, 1, 2, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11,
     11, 11, 11, 12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14, 14,
     14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16,
     16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 18, 18,
@@ -35,6 +35,7 @@ struct slab_lane pool_slabs = {
     .cache_opt = HAK_OPT_POOL_SEG_CACHE,
     .use_cap_mid = true,
     .tc_opt = HAK_OPT_POOL_TCACHE_KB,
+    .tc_cap = 16,
     .carve_min = 4,
     .carve_bytes = 16384,
 };
@@ -59,12 +60,16 @@ static void *pool_alloc_aligned(size_t size, size_t align, bool *zeroed) {
     return slab_alloc_class(&pool_slabs, &pool_tls_heap, cls);
 }
 
+void *pool_alloc_miss(size_t size) {
+    return slab_alloc_miss(POOL_CLASS_OF(size), &pool_slabs, &pool_tls_heap);
+}
+
 static void pool_free(void *p, uintptr_t seg, hak_call_t call) { pool_free_fast(p, seg, call); }
 
 static void *pool_resize(void *p, uintptr_t seg, size_t new_size) {
     /* in place when the new size has the same class */
     const struct slab *sl = slab_of(p, seg, POOL_SLAB_SHIFT);
-    return new_size > HAK_TINY_MAX && pool_class_of[(new_size - 1) >> 8] == sl->cls_mt ? p : NULL;
+    return new_size > HAK_TINY_MAX && POOL_CLASS_OF(new_size) == sl->cls_mt ? p : NULL;
 }
 
 SLAB_LANE_FORWARDERS(pool, pool_slabs, pool_tls_heap)

@@ -19,12 +19,18 @@
 #define POOL_CLASSES 20
 _Static_assert(POOL_CLASSES <= SLAB_MAX_CLASSES, "the engine holds every class");
 
-/* Class of each size: pool_class_of[(size - 1) >> 8], size in
- * (HAK_TINY_MAX, HAK_POOL_MAX]. */
-extern HAK_HIDDEN const uint8_t pool_class_of[HAK_POOL_MAX >> 8];
+/* Class of each size in (HAK_TINY_MAX, HAK_POOL_MAX], by 256-byte steps
+ * from the lane's first size: the dispatcher's range check has computed
+ * size - (HAK_TINY_MAX + 1) already. */
+extern HAK_HIDDEN const uint8_t pool_class_of[(HAK_POOL_MAX - HAK_TINY_MAX) >> 8];
+#define POOL_CLASS_OF(size) pool_class_of[((size) - (HAK_TINY_MAX + 1)) >> 8]
 extern HAK_HIDDEN const uint32_t pool_class_size[POOL_CLASSES];
 
 extern HAK_HIDDEN const struct hak_lane pool_lane;
+/* pool_alloc_fast's miss: the block cache had no block of the size's class
+ * (the class found again here, so that the fast path keeps no register
+ * for it). */
+HAK_NOINLINE void *pool_alloc_miss(size_t size);
 extern HAK_HIDDEN struct slab_lane pool_slabs;
 
 /* The calling thread's pool heap. */

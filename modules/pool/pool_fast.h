@@ -1,8 +1,8 @@
 /*
  * pool_fast.h: the pool lane's inline fast paths, inlined by the
  * dispatcher; each has one unlikely branch to the engine's slow path.
- * Both go through the heap's block cache first (slab.h: a freed block is
- * the next malloc's of its class, whichever slab it is in).
+ * Both go through the thread's block cache first (slab.h: a freed block
+ * is the next malloc's of its class, whichever slab it is in).
  */
 #ifndef HAK_POOL_FAST_H
 #define HAK_POOL_FAST_H
@@ -11,13 +11,10 @@
 
 /* Allocates size bytes, HAK_TINY_MAX < size <= HAK_POOL_MAX. */
 static HAK_ALWAYS_INLINE void *pool_alloc_fast(size_t size) {
-    unsigned cls = pool_class_of[(size - 1) >> 8];
-    struct slab_heap *h = pool_tls_heap;
-    void *p = slab_tc_pop(h, cls, POOL_SLAB_SHIFT);
+    unsigned cls = POOL_CLASS_OF(size);
+    void *p = slab_tc_pop(pool_tls_heap, cls);
     if (HAK_LIKELY(p != NULL)) return p;
-    p = slab_pop_fast(h, cls);
-    if (HAK_LIKELY(p != NULL)) return p;
-    return slab_alloc_slow(&pool_slabs, &pool_tls_heap, cls);
+    return pool_alloc_miss(size);
 }
 
 /* Frees p, which the segment map places in the pool segment at seg. */

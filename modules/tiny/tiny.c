@@ -13,14 +13,24 @@ const uint32_t tiny_class_size[TINY_CLASSES] = {
     16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
 };
 
-const uint8_t tiny_class_of[(HAK_TINY_MAX >> 3) + 1] = {
-    0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10,
-    11, 11, 11, 11, 12, 12, 12, 12, 12, 12, 12, 12, 13, 13, 13, 13, 13, 13, 13, 13, 14, 14, 14,
-    14, 14, 14, 14, 14, 15, 15, 15, 15, 15, 15, 15, 15, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16,
-    16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 17, 18,
-    18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19, 19,
-    19, 19, 19, 19, 19, 19, 19, 19,
+/* Indexed by the size itself (one load on the malloc fast path, no
+ * rounding): size 0, then a run of eight sizes per entry (1..8, 9..16, ...;
+ * every class is a multiple of 16 bytes). */
+#define R8(c) c, c, c, c, c, c, c, c
+const uint8_t tiny_class_of[HAK_TINY_MAX + 1] = {
+    0, R8(0), R8(0), R8(1), R8(1), R8(2), R8(2), R8(3), R8(3), R8(4), R8(4), R8(5), R8(5), R8(6),
+    R8(6), R8(7), R8(7), R8(8), R8(8), R8(8), R8(8), R8(9), R8(9), R8(9), R8(9), R8(10), R8(10),
+    R8(10), R8(10), R8(11), R8(11), R8(11), R8(11), R8(12), R8(12), R8(12), R8(12), R8(12), R8(12),
+    R8(12), R8(12), R8(13), R8(13), R8(13), R8(13), R8(13), R8(13), R8(13), R8(13), R8(14), R8(14),
+    R8(14), R8(14), R8(14), R8(14), R8(14), R8(14), R8(15), R8(15), R8(15), R8(15), R8(15), R8(15),
+    R8(15), R8(15), R8(16), R8(16), R8(16), R8(16), R8(16), R8(16), R8(16), R8(16), R8(16), R8(16),
+    R8(16), R8(16), R8(16), R8(16), R8(16), R8(16), R8(17), R8(17), R8(17), R8(17), R8(17), R8(17),
+    R8(17), R8(17), R8(17), R8(17), R8(17), R8(17), R8(17), R8(17), R8(17), R8(17), R8(18), R8(18),
+    R8(18), R8(18), R8(18), R8(18), R8(18), R8(18), R8(18), R8(18), R8(18), R8(18), R8(18), R8(18),
+    R8(18), R8(18), R8(19), R8(19), R8(19), R8(19), R8(19), R8(19), R8(19), R8(19), R8(19), R8(19),
+    R8(19), R8(19), R8(19), R8(19), R8(19), R8(19),
 };
+#undef R8
 
 HAK_TLS_IE struct slab_heap *tiny_tls_heap = &slab_heap_empty;
 static struct slab_heap **tiny_tls(void) { return &tiny_tls_heap; }
@@ -35,6 +45,8 @@ struct slab_lane tiny_slabs = {
     .cap_opt = HAK_OPT_TINY_SS_MAX_MB,
     .carve_min = 16,
     .carve_bytes = 4096,
+    .tc_opt = HAK_OPT_TINY_TCACHE_KB,
+    .tc_cap = 128,
 };
 
 static int tiny_init(void) {
@@ -57,12 +69,16 @@ static void *tiny_alloc_aligned(size_t size, size_t align, bool *zeroed) {
     return slab_alloc_class(&tiny_slabs, &tiny_tls_heap, cls);
 }
 
+void *tiny_alloc_miss(size_t size) {
+    return slab_alloc_miss(tiny_class_of[size], &tiny_slabs, &tiny_tls_heap);
+}
+
 static void tiny_free(void *p, uintptr_t seg, hak_call_t call) { tiny_free_fast(p, seg, call); }
 
 static void *tiny_resize(void *p, uintptr_t seg, size_t new_size) {
     /* in place when the new size has the same class */
     const struct slab *sl = slab_of(p, seg, TINY_SLAB_SHIFT);
-    return tiny_class_of[(new_size + 7) >> 3] == sl->cls_mt ? p : NULL;
+    return tiny_class_of[new_size] == sl->cls_mt ? p : NULL;
 }
 
 SLAB_LANE_FORWARDERS(tiny, tiny_slabs, tiny_tls_heap)

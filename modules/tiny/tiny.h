@@ -19,11 +19,15 @@
 #define TINY_CLASSES 20
 _Static_assert(TINY_CLASSES <= SLAB_MAX_CLASSES, "the engine holds every class");
 
-/* Class of each size: tiny_class_of[(size + 7) >> 3], size 0 .. HAK_TINY_MAX. */
-extern const uint8_t tiny_class_of[(HAK_TINY_MAX >> 3) + 1];
+/* Class of each size: tiny_class_of[size], size 0 .. HAK_TINY_MAX. */
+extern const uint8_t tiny_class_of[HAK_TINY_MAX + 1];
 extern HAK_HIDDEN const uint32_t tiny_class_size[TINY_CLASSES];
 
 extern HAK_HIDDEN const struct hak_lane tiny_lane;
+/* tiny_alloc_fast's miss: the block cache had no block of the size's class
+ * (the class found again here, so that the fast path keeps no register
+ * for it). */
+HAK_NOINLINE void *tiny_alloc_miss(size_t size);
 extern HAK_HIDDEN struct slab_lane tiny_slabs;
 
 /* The calling thread's tiny heap (slab_heap_empty until its first tiny
