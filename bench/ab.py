@@ -47,6 +47,9 @@ def fix_argv(argv: list[str]) -> list[str]:
     return out
 
 
+DEFAULT_BUILD_B = "build-ab-b"
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description="Build hakmem with two sets of Meson options and "
@@ -73,7 +76,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "with --callgrind)")
     p.add_argument("--build-a", default="build-ab-a",
                    help="build folder of A (default build-ab-a)")
-    p.add_argument("--build-b", default="build-ab-b",
+    p.add_argument("--build-b", default=DEFAULT_BUILD_B,
                    help="build folder of B (default build-ab-b)")
     p.add_argument("--no-build", action="store_true",
                    help="use the builds already in the two folders")
@@ -139,8 +142,10 @@ def main(argv: list[str]) -> int:
     for d in (args.build_a, args.build_b):
         p = Path(d)
         dirs.append(p if p.is_absolute() else bl.REPO / p)
-    if opts_a == opts_b:
-        dirs[1] = dirs[0]  # the same build: A and B differ by their environment
+    if opts_a == opts_b and args.build_b == DEFAULT_BUILD_B:
+        # the same build: A and B differ by their environment (unless B's
+        # folder was named: two builds of different sources, say)
+        dirs[1] = dirs[0]
     if not args.no_build:
         for side, d, opts in (("A", dirs[0], opts_a), ("B", dirs[1], opts_b)):
             if side == "B" and dirs[1] == dirs[0]:
