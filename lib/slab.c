@@ -466,13 +466,16 @@ static void heap_init_zeroed(struct slab_heap *h, uint32_t kind) {
  * option's KiB (at least one, at most the lane's tc_cap, so that the cache
  * holds on to few slabs), none without the option or in the hardened
  * build (SLAB_TC_BUILT). */
-static void heap_tc_size(struct slab_heap *h, const struct slab_lane *L) {
+static void heap_tc_size_class(struct slab_heap *h, const struct slab_lane *L, unsigned c) {
     size_t bytes = L->tc_opt && SLAB_TC_BUILT ? (size_t)hak_opt(L->tc_opt) << 10 : 0;
-    for (unsigned c = 0; c < L->nclasses && bytes; c++) {
-        size_t n = bytes / L->class_size[c];
-        h->tc_max[c] = (uint16_t)(n < 1 ? 1 : n > L->tc_cap ? L->tc_cap : n);
-        h->tc_room[c] = h->tc_max[c];
-    }
+    if (bytes == 0) return;
+    size_t n = bytes / L->class_size[c];
+    h->tc_max[c] = (uint16_t)(n < 1 ? 1 : n > L->tc_cap ? L->tc_cap : n);
+    h->tc_room[c] = h->tc_max[c];
+}
+
+static void heap_tc_size(struct slab_heap *h, const struct slab_lane *L) {
+    for (unsigned c = 0; c < L->nclasses; c++) heap_tc_size_class(h, L, c);
 }
 
 static struct slab_heap *heap_alloc(struct slab_lane *L) {
@@ -844,6 +847,9 @@ void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls
         *tls = h;
         hak_thread_attach();
     }
+    /* a class whose cache a thread that only freed it turned off (see
+     * slab_free_slow_tc): it mallocs the class now */
+    if (HAK_UNLIKELY(h->tc_max[cls] == 0)) heap_tc_size_class(h, L, cls);
     void *p = slab_pop_fast(h, cls);
     if (p) return p;
     os_purge_tick();
@@ -864,11 +870,6 @@ void *slab_alloc_slow(struct slab_lane *L, struct slab_heap **tls, unsigned cls)
     return slab_alloc_class(L, tls, cls);
 }
 
-void *slab_alloc_miss(unsigned cls, struct slab_lane *L, struct slab_heap **tls) {
-    void *p = slab_pop_fast(*tls, cls);
-    if (HAK_LIKELY(p != NULL)) return p;
-    return slab_alloc_slow(L, tls, cls);
-}
 
 /* ---- free -------------------------------------------------------------- */
 
@@ -1104,31 +1105,53 @@ static void tc_flush_all(struct slab_lane *L, struct slab_heap *h) {
         if (h->tc[c]) tc_trim(L, h, c, 0);
 }
 
-/* slab_free_fast_tc's misses: a full cache gives its older half back and
- * takes p; without a cache (a thread without a heap of its own, the
- * option 0) p goes onto its slab's list as in a lane without the cache;
- * misuse goes to slab_free_slow, which reports it. */
-void slab_free_slow_tc(void *p, hak_call_t call) {
+/* slab_free_fast_tc's misses. A full cache, or none (a thread without a
+ * heap of its own, the option 0), and p goes where it went without the
+ * cache: onto its slab's list when the thread owns the slab
+ * (slab_free_fast, which checks it again), else to the remote path
+ * (slab_free_slow's first case). A cache that overflows
+ * SLAB_TC_IDLE_OVERFLOWS times with no malloc of its class in between
+ * belongs to a thread that only frees the class (a consumer): it gives its
+ * blocks back and turns itself off for the class until the thread's next
+ * slow malloc of it (slab_alloc_class). The rest (p misused while the
+ * cache has room) goes to slab_free_slow, which reports it. */
+#define SLAB_TC_IDLE_OVERFLOWS 64
+
+/* slab_free_fast out of line (for a lane with the cache: the slab list's
+ * free is its overflow), so that slab_free_slow_tc saves no register. */
+static HAK_NOINLINE void free_own(struct slab_lane *L, void *p, uintptr_t seg,
+                                  struct slab_heap *me, hak_call_t call) {
+    slab_free_fast(p, seg, L->slab_shift, me, call);
+}
+
+/* Turns off me's cache of class cls (its thread only frees the class). */
+static HAK_NOINLINE HAK_COLD void tc_turn_off(struct slab_lane *L, struct slab_heap *me,
+                                              unsigned cls) {
+    me->tc_idle_fulls[cls] = 0;
+    tc_trim(L, me, cls, 0);
+    me->tc_max[cls] = 0;
+    me->tc_room[cls] = 0;
+}
+
+void slab_free_slow_tc(void *p, struct slab_heap *me, hak_call_t call) {
     uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
     struct slab_lane *L = ((struct slab_segment *)seg)->lane;
-    struct slab_heap *me = *L->tls();
     struct slab *sl = slab_of(p, seg, L->slab_shift);
     unsigned cls = sl->cls_mt;
-    if (me->tc_max[cls] != 0 && block_start_mt(sl, p, L->slab_shift) &&
-        *slab_mark_of(p) != slab_mark(p)) {
-        if (me->tc_room[cls] == 0) tc_trim(L, me, cls, me->tc_max[cls] / 2u);
-        *slab_mark_of(p) = slab_mark(p);
-        *(void **)p = SLAB_LINK_ENCODE(me->tc[cls], p);
-        me->tc[cls] = p;
-        me->tc_room[cls]--;
-        if (!HAK_BENCH_MINIMAL) me->stats.cls[HAK_CCTR_frees][cls]++;
-        slab_count_op(me);
-        os_purge_tick();
-        return;
-    }
-    if (me->tc_max[cls] == 0) {
-        slab_free_fast(p, seg, L->slab_shift, me, call);
-        return;
+    if (me->tc_room[cls] == 0) {
+        if (me->tc_max[cls] != 0 && !HAK_BENCH_MINIMAL) {
+            uint64_t allocs = me->stats.cls[HAK_CCTR_allocs][cls];
+            if (allocs != me->tc_full_allocs[cls]) {
+                me->tc_full_allocs[cls] = allocs;
+                me->tc_idle_fulls[cls] = 0;
+            } else if (++me->tc_idle_fulls[cls] >= SLAB_TC_IDLE_OVERFLOWS) {
+                tc_turn_off(L, me, cls);
+            }
+        }
+        if (atomic_load_relaxed(&((struct slab_segment *)seg)->heap) == me) {
+            free_own(L, p, seg, me, call);
+            return;
+        }
     }
     slab_free_slow(sl, p, me, call);
 }

@@ -292,15 +292,20 @@ struct slab_heap {
      * into the cache touches no slab (so it needs no ownership test) and
      * the next malloc of the class pops the block without looking at a
      * slab. At most tc_max[cls] blocks (a few: each may keep a slab in
-     * use); a free that finds the cache full first gives its older half
-     * back to the slabs (own slabs' lists, other heaps' through the remote
-     * lists), and so do malloc_trim and thread exit with all of it. */
+     * use); a free that finds the cache full goes where it went without
+     * the cache (its slab's list, or the remote path); malloc_trim and
+     * thread exit give the cache's blocks back to their slabs (own slabs'
+     * lists, other heaps' through the remote path). */
     void *tc[SLAB_MAX_CLASSES];
     int64_t tc_room[SLAB_MAX_CLASSES];  /* blocks tc[cls] may take yet (eight bytes,
                                            as tc and the counters: one index serves
                                            all three on the fast paths; signed: the
                                            free decrements it, then tests) */
     uint16_t tc_max[SLAB_MAX_CLASSES];  /* tc_room when empty; 0: no block cache */
+    uint64_t tc_full_allocs[SLAB_MAX_CLASSES]; /* the class's batched alloc count when
+                                                  its cache last overflowed */
+    uint8_t tc_idle_fulls[SLAB_MAX_CLASSES];   /* overflows since then with no malloc
+                                                  of the class */
     uint32_t rbuf_used;                 /* slots of rbuf holding a chain */
     struct slab_rbuf rbuf[SLAB_RBUF_SLOTS]; /* other heaps' blocks this thread freed,
                                                not pushed yet (see above) */
@@ -355,13 +360,11 @@ HAK_NOINLINE HAK_COLD void *slab_alloc_slow(struct slab_lane *L, struct slab_hea
                                             unsigned cls);
 HAK_NOINLINE void slab_free_slow(struct slab *sl, void *p, struct slab_heap *me,
                                  hak_call_t call);
-/* (p alone: the fast path keeps fewer values live across its checks) */
-HAK_NOINLINE void slab_free_slow_tc(void *p, hak_call_t call);
+/* (no segment argument: the fast path keeps fewer values live across its
+ * checks) */
+HAK_NOINLINE void slab_free_slow_tc(void *p, struct slab_heap *me, hak_call_t call);
 void *slab_alloc_class(struct slab_lane *L, struct slab_heap **tls, unsigned cls);
-/* A lane's malloc that found the block cache empty: a block of the current
- * slab (slab_pop_fast), else the slow path. Out of line, so that the
- * cache's pop keeps no register for it. */
-HAK_NOINLINE void *slab_alloc_miss(unsigned cls, struct slab_lane *L, struct slab_heap **tls);
+
 size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call);
 /* The smallest class of L holding size bytes whose blocks are aligned to
  * align (a power of two) by construction: block size a multiple of align
@@ -563,7 +566,7 @@ static HAK_ALWAYS_INLINE void slab_free_fast_tc(void *p, uintptr_t seg, unsigned
         atomic_signal_fence(memory_order_seq_cst); /* as in slab_free_fast */
         h->tc_room[cls]++;
     }
-    slab_free_slow_tc(p, call);
+    slab_free_slow_tc(p, h, call);
 }
 
 #endif /* HAK_SLAB_H */

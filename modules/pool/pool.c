@@ -61,7 +61,10 @@ static void *pool_alloc_aligned(size_t size, size_t align, bool *zeroed) {
 }
 
 void *pool_alloc_miss(size_t size) {
-    return slab_alloc_miss(POOL_CLASS_OF(size), &pool_slabs, &pool_tls_heap);
+    unsigned cls = POOL_CLASS_OF(size);
+    void *p = slab_pop_fast(pool_tls_heap, cls);
+    if (HAK_LIKELY(p != NULL)) return p;
+    return slab_alloc_slow(&pool_slabs, &pool_tls_heap, cls);
 }
 
 static void pool_free(void *p, uintptr_t seg, hak_call_t call) { pool_free_fast(p, seg, call); }

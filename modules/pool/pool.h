@@ -27,9 +27,10 @@ extern HAK_HIDDEN const uint8_t pool_class_of[(HAK_POOL_MAX - HAK_TINY_MAX) >> 8
 extern HAK_HIDDEN const uint32_t pool_class_size[POOL_CLASSES];
 
 extern HAK_HIDDEN const struct hak_lane pool_lane;
-/* pool_alloc_fast's miss: the block cache had no block of the size's class
- * (the class found again here, so that the fast path keeps no register
- * for it). */
+/* pool_alloc_fast's miss: the block cache had no block of the size's
+ * class; a block of the current slab, else the slow path (out of line, and
+ * the class found again here, so that the cache's pop keeps no register
+ * for any of it). */
 HAK_NOINLINE void *pool_alloc_miss(size_t size);
 extern HAK_HIDDEN struct slab_lane pool_slabs;
 

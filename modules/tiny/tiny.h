@@ -24,9 +24,10 @@ extern const uint8_t tiny_class_of[HAK_TINY_MAX + 1];
 extern HAK_HIDDEN const uint32_t tiny_class_size[TINY_CLASSES];
 
 extern HAK_HIDDEN const struct hak_lane tiny_lane;
-/* tiny_alloc_fast's miss: the block cache had no block of the size's class
- * (the class found again here, so that the fast path keeps no register
- * for it). */
+/* tiny_alloc_fast's miss: the block cache had no block of the size's
+ * class; a block of the current slab, else the slow path (out of line, and
+ * the class found again here, so that the cache's pop keeps no register
+ * for any of it). */
 HAK_NOINLINE void *tiny_alloc_miss(size_t size);
 extern HAK_HIDDEN struct slab_lane tiny_slabs;
 
