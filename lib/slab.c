@@ -1127,7 +1127,7 @@ static HAK_NOINLINE void free_own(struct slab_lane *L, void *p, uintptr_t seg,
 /* Turns off me's cache of class cls (its thread only frees the class). */
 static HAK_NOINLINE HAK_COLD void tc_turn_off(struct slab_lane *L, struct slab_heap *me,
                                               unsigned cls) {
-    me->tc_idle_fulls[cls] = 0;
+    me->tc_idle_overflows[cls] = 0;
     tc_trim(L, me, cls, 0);
     me->tc_max[cls] = 0;
     me->tc_room[cls] = 0;
@@ -1141,10 +1141,10 @@ void slab_free_slow_tc(void *p, struct slab_heap *me, hak_call_t call) {
     if (me->tc_room[cls] == 0) {
         if (me->tc_max[cls] != 0 && !HAK_BENCH_MINIMAL) {
             uint64_t allocs = me->stats.cls[HAK_CCTR_allocs][cls];
-            if (allocs != me->tc_full_allocs[cls]) {
-                me->tc_full_allocs[cls] = allocs;
-                me->tc_idle_fulls[cls] = 0;
-            } else if (++me->tc_idle_fulls[cls] >= SLAB_TC_IDLE_OVERFLOWS) {
+            if (allocs != me->tc_overflow_allocs[cls]) {
+                me->tc_overflow_allocs[cls] = allocs;
+                me->tc_idle_overflows[cls] = 0;
+            } else if (++me->tc_idle_overflows[cls] >= SLAB_TC_IDLE_OVERFLOWS) {
                 tc_turn_off(L, me, cls);
             }
         }

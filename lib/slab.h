@@ -302,10 +302,11 @@ struct slab_heap {
                                            all three on the fast paths; signed: the
                                            free decrements it, then tests) */
     uint16_t tc_max[SLAB_MAX_CLASSES];  /* tc_room when empty; 0: no block cache */
-    uint64_t tc_full_allocs[SLAB_MAX_CLASSES]; /* the class's batched alloc count when
-                                                  its cache last overflowed */
-    uint8_t tc_idle_fulls[SLAB_MAX_CLASSES];   /* overflows since then with no malloc
-                                                  of the class */
+    /* a consumer's cache turns itself off (slab_free_slow_tc): */
+    uint64_t tc_overflow_allocs[SLAB_MAX_CLASSES]; /* the class's batched alloc
+                                                      count at its last overflow */
+    uint8_t tc_idle_overflows[SLAB_MAX_CLASSES];   /* overflows since, with no
+                                                      malloc of the class */
     uint32_t rbuf_used;                 /* slots of rbuf holding a chain */
     struct slab_rbuf rbuf[SLAB_RBUF_SLOTS]; /* other heaps' blocks this thread freed,
                                                not pushed yet (see above) */
