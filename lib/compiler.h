@@ -34,6 +34,11 @@
 #define HAK_POPCOUNT32(x) __builtin_popcount(x)
 #define HAK_ADD_OVERFLOW(a, b, res) __builtin_add_overflow(a, b, res)
 #define HAK_MUL_OVERFLOW(a, b, res) __builtin_mul_overflow(a, b, res)
+/* Hides the value of the variable x from the optimiser (no instruction),
+ * so that it computes from x's register what it would otherwise rebuild
+ * from where x came from (free: the chunk base as the chunk index shifted
+ * back, one instruction, not a copy of the pointer and a mask). */
+#define HAK_OPAQUE(x) __asm__("" : "+r"(x))
 
 /* Atomics, named by memory order (STYLE.md 14). */
 #include <stdatomic.h>

@@ -448,6 +448,7 @@ static HAK_ALWAYS_INLINE bool free_inline(void *p, uintptr_t limit) {
     uintptr_t idx = (uintptr_t)p >> HAK_CHUNK_SHIFT;
     if (HAK_LIKELY(idx < limit)) {
         unsigned b = atomic_load_relaxed(&segmap_g.table[idx]);
+        HAK_OPAQUE(idx); /* the lanes' segment base: idx << HAK_CHUNK_SHIFT */
 #if HAK_HAVE_TINY
         if (HAK_LIKELY(b == HAK_LANE_TINY)) {
             tiny_free_fast(p, idx << HAK_CHUNK_SHIFT, "free");

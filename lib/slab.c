@@ -1138,22 +1138,25 @@ void slab_free_slow_tc(void *p, struct slab_heap *me, hak_call_t call) {
     struct slab_lane *L = ((struct slab_segment *)seg)->lane;
     struct slab *sl = slab_of(p, seg, L->slab_shift);
     unsigned cls = sl->cls_mt;
-    if (me->tc_room[cls] == 0) {
-        if (me->tc_max[cls] != 0 && !HAK_BENCH_MINIMAL) {
-            uint64_t allocs = me->stats.cls[HAK_CCTR_allocs][cls];
-            if (allocs != me->tc_overflow_allocs[cls]) {
-                me->tc_overflow_allocs[cls] = allocs;
-                me->tc_idle_overflows[cls] = 0;
-            } else if (++me->tc_idle_overflows[cls] >= SLAB_TC_IDLE_OVERFLOWS) {
-                tc_turn_off(L, me, cls);
-            }
-        }
-        if (atomic_load_relaxed(&((struct slab_segment *)seg)->heap) == me) {
-            free_own(L, p, seg, me, call);
-            return;
+    if (me->tc_room[cls] != 0) {
+        slab_free_slow(sl, p, me, call); /* misuse */
+        return;
+    }
+    /* p first (a double free of a cached block is reported before the
+     * cache gives its blocks back, which may release p's slab) */
+    if (atomic_load_relaxed(&((struct slab_segment *)seg)->heap) == me)
+        free_own(L, p, seg, me, call);
+    else
+        slab_free_slow(sl, p, me, call);
+    if (me->tc_max[cls] != 0 && !HAK_BENCH_MINIMAL) {
+        uint64_t allocs = me->stats.cls[HAK_CCTR_allocs][cls];
+        if (allocs != me->tc_overflow_allocs[cls]) {
+            me->tc_overflow_allocs[cls] = allocs;
+            me->tc_idle_overflows[cls] = 0;
+        } else if (++me->tc_idle_overflows[cls] >= SLAB_TC_IDLE_OVERFLOWS) {
+            tc_turn_off(L, me, cls);
         }
     }
-    slab_free_slow(sl, p, me, call);
 }
 
 size_t slab_usable_size(const void *p, uintptr_t seg, hak_call_t call) {

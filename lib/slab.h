@@ -299,8 +299,7 @@ struct slab_heap {
     void *tc[SLAB_MAX_CLASSES];
     int64_t tc_room[SLAB_MAX_CLASSES];  /* blocks tc[cls] may take yet (eight bytes,
                                            as tc and the counters: one index serves
-                                           all three on the fast paths; signed: the
-                                           free decrements it, then tests) */
+                                           all three on the fast paths) */
     uint16_t tc_max[SLAB_MAX_CLASSES];  /* tc_room when empty; 0: no block cache */
     /* a consumer's cache turns itself off (slab_free_slow_tc): */
     uint64_t tc_overflow_allocs[SLAB_MAX_CLASSES]; /* the class's batched alloc
@@ -553,19 +552,22 @@ static HAK_ALWAYS_INLINE void slab_free_fast_tc(void *p, uintptr_t seg, unsigned
     unsigned cls = sl->cls_mt;
     uint32_t off = (uint32_t)((uintptr_t)p & (((uintptr_t)1 << slab_shift) - 1));
     uintptr_t mark = slab_mark(p);
+    /* (room is tested before it is written: h may be one of the static
+     * heaps every thread without a heap of its own shares, whose room is
+     * 0, and a decrement undone on the slow path raced between them) */
     if (HAK_LIKELY(slab_block_index_ok(off, sl->div_inv_mt, sl->div_rot_mt,
                                        atomic_load_relaxed(&sl->ncarved_mt)) &&
-                   *slab_mark_of(p) != mark)) {
-        if (HAK_LIKELY(--h->tc_room[cls] >= 0)) {
-            *slab_mark_of(p) = mark;
-            *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
-            h->tc[cls] = p;
-            if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][cls]++;
-            slab_count_op(h);
-            return;
-        }
-        atomic_signal_fence(memory_order_seq_cst); /* as in slab_free_fast */
-        h->tc_room[cls]++;
+                   *slab_mark_of(p) != mark && h->tc_room[cls] > 0)) {
+        /* (the fence: the decrement is one read-modify-write of memory
+         * rather than a store of the value the test loaded) */
+        atomic_signal_fence(memory_order_seq_cst);
+        h->tc_room[cls]--;
+        *slab_mark_of(p) = mark;
+        *(void **)p = SLAB_LINK_ENCODE(h->tc[cls], p);
+        h->tc[cls] = p;
+        if (!HAK_BENCH_MINIMAL) h->stats.cls[HAK_CCTR_frees][cls]++;
+        slab_count_op(h);
+        return;
     }
     slab_free_slow_tc(p, h, call);
 }
