@@ -5,9 +5,11 @@
  * caches stay empty and without room. A free from such a thread once
  * decremented the shared room and undid it on the slow path, unlocked: two
  * threads' updates raced, the room drifted above zero, and the next free
- * put its block on the shared cache, where two threads could pop it (the
- * TSan build reports such writes every time; a plain build saw the drift
- * in one run of five here). The internal API: the static library.
+ * put its block on the shared cache, where two threads could pop it (this
+ * test caught the drift in one run of five against that code; ThreadSanitizer
+ * would report every such write, but the TSan configuration leaves out the
+ * Criterion programs: tests/meson.build). The internal API: the static
+ * library.
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
