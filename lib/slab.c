@@ -870,7 +870,6 @@ void *slab_alloc_slow(struct slab_lane *L, struct slab_heap **tls, unsigned cls)
     return slab_alloc_class(L, tls, cls);
 }
 
-
 /* ---- free -------------------------------------------------------------- */
 
 /* Whether the heap keeps empty slab sl on its class's list: fewer than the
@@ -1078,44 +1077,25 @@ static void tc_give_back(struct slab_lane *L, struct slab_heap *me, void *p) {
     local_free_fixup(me, sl);
 }
 
-/* Keeps the newest keep blocks of me's cache of class cls and gives the
- * others back to their slabs. */
-static void tc_trim(struct slab_lane *L, struct slab_heap *me, unsigned cls, unsigned keep) {
-    void *rest = me->tc[cls], *last = NULL;
-    unsigned kept = 0;
-    for (; kept < keep && rest; kept++) {
-        last = rest;
-        rest = SLAB_LINK_DECODE(*(void **)rest, rest);
-    }
-    if (last)
-        *(void **)last = SLAB_LINK_ENCODE(NULL, last);
-    else
-        me->tc[cls] = NULL;
-    me->tc_room[cls] = (int64_t)me->tc_max[cls] - (int64_t)kept;
-    while (rest) {
-        void *next = SLAB_LINK_DECODE(*(void **)rest, rest);
-        tc_give_back(L, me, rest);
-        rest = next;
+/* Empties me's cache of class cls: every block back to its slab. */
+static void tc_flush(struct slab_lane *L, struct slab_heap *me, unsigned cls) {
+    void *p = me->tc[cls];
+    me->tc[cls] = NULL;
+    me->tc_room[cls] = me->tc_max[cls];
+    while (p) {
+        void *next = SLAB_LINK_DECODE(*(void **)p, p);
+        tc_give_back(L, me, p);
+        p = next;
     }
 }
 
 /* Gives every block of h's block cache back to its slab. */
 static void tc_flush_all(struct slab_lane *L, struct slab_heap *h) {
     for (unsigned c = 0; c < L->nclasses; c++)
-        if (h->tc[c]) tc_trim(L, h, c, 0);
+        if (h->tc[c]) tc_flush(L, h, c);
 }
 
-/* slab_free_fast_tc's misses. A full cache, or none (a thread without a
- * heap of its own, the option 0), and p goes where it went without the
- * cache: onto its slab's list when the thread owns the slab
- * (slab_free_fast, which checks it again), else to the remote path
- * (slab_free_slow's first case). A cache that overflows
- * SLAB_TC_IDLE_OVERFLOWS times with no malloc of its class in between
- * belongs to a thread that only frees the class (a consumer): it gives its
- * blocks back and turns itself off for the class until the thread's next
- * slow malloc of it (slab_alloc_class). The rest (p misused while the
- * cache has room) goes to slab_free_slow, which reports it. */
-#define SLAB_TC_IDLE_OVERFLOWS 64
+#define SLAB_TC_IDLE_OVERFLOWS 64 /* see slab_free_slow_tc */
 
 /* slab_free_fast out of line (for a lane with the cache: the slab list's
  * free is its overflow), so that slab_free_slow_tc saves no register. */
@@ -1128,11 +1108,21 @@ static HAK_NOINLINE void free_own(struct slab_lane *L, void *p, uintptr_t seg,
 static HAK_NOINLINE HAK_COLD void tc_turn_off(struct slab_lane *L, struct slab_heap *me,
                                               unsigned cls) {
     me->tc_idle_overflows[cls] = 0;
-    tc_trim(L, me, cls, 0);
+    tc_flush(L, me, cls);
     me->tc_max[cls] = 0;
     me->tc_room[cls] = 0;
 }
 
+/* slab_free_fast_tc's misses. A full cache, or none (a thread without a
+ * heap of its own, the option 0), and p goes where it went without the
+ * cache: onto its slab's list when the thread owns the slab
+ * (slab_free_fast, which checks it again), else to the remote path
+ * (slab_free_slow's first case). A cache that overflows
+ * SLAB_TC_IDLE_OVERFLOWS times with no malloc of its class in between
+ * belongs to a thread that only frees the class (a consumer): it gives its
+ * blocks back and turns itself off for the class until the thread's next
+ * slow malloc of it (slab_alloc_class). The rest (p misused while the
+ * cache has room) goes to slab_free_slow, which reports it. */
 void slab_free_slow_tc(void *p, struct slab_heap *me, hak_call_t call) {
     uintptr_t seg = (uintptr_t)p & ~(uintptr_t)HAK_CHUNK_MASK;
     struct slab_lane *L = ((struct slab_segment *)seg)->lane;

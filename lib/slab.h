@@ -119,7 +119,7 @@ struct slab_lane;
 struct slab {
     /* line 1: the owner's */
     void *free;                      /* local free list (owner only) */
-    uint32_t div_inv;                /* see slab_block_index */
+    uint32_t div_inv;                /* see slab_block_index_ok */
     uint32_t ncarved;                /* blocks carved so far */
     int32_t over;                    /* used - fast_floor (slab_used): the free fast
                                         path decrements it and goes on while it
@@ -138,7 +138,7 @@ struct slab {
     uint8_t cls;                     /* size class */
     uint8_t where;                   /* SLAB_ON_* */
     uint8_t index;                   /* slab number in its segment */
-    uint8_t div_rot;                 /* see slab_block_index */
+    uint8_t div_rot;                 /* see slab_block_index_ok */
     struct slab *next, *prev;        /* heap's avail or full list of the class */
     /* line 2: read by any thread's free; the shape is the owner's, copied
      * (slab_shape_set, slab_carved_set) */
@@ -480,6 +480,15 @@ static HAK_ALWAYS_INLINE void *slab_pop_fast(struct slab_heap *h, unsigned cls) 
         slab_count_op(h);
     }
     return p;
+}
+
+/* A malloc that found the block cache empty (the lanes' <lane>_alloc_miss):
+ * a block of the current slab, else the slow path. */
+static HAK_ALWAYS_INLINE void *slab_alloc_cur(struct slab_lane *L, struct slab_heap **tls,
+                                              unsigned cls) {
+    void *p = slab_pop_fast(*tls, cls);
+    if (HAK_LIKELY(p != NULL)) return p;
+    return slab_alloc_slow(L, tls, cls);
 }
 
 /* Pops a block of class cls from heap h's block cache; NULL when it has

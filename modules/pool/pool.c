@@ -61,10 +61,7 @@ static void *pool_alloc_aligned(size_t size, size_t align, bool *zeroed) {
 }
 
 void *pool_alloc_miss(size_t size) {
-    unsigned cls = POOL_CLASS_OF(size);
-    void *p = slab_pop_fast(pool_tls_heap, cls);
-    if (HAK_LIKELY(p != NULL)) return p;
-    return slab_alloc_slow(&pool_slabs, &pool_tls_heap, cls);
+    return slab_alloc_cur(&pool_slabs, &pool_tls_heap, POOL_CLASS_OF(size));
 }
 
 static void pool_free(void *p, uintptr_t seg, hak_call_t call) { pool_free_fast(p, seg, call); }

@@ -70,10 +70,7 @@ static void *tiny_alloc_aligned(size_t size, size_t align, bool *zeroed) {
 }
 
 void *tiny_alloc_miss(size_t size) {
-    unsigned cls = tiny_class_of[size];
-    void *p = slab_pop_fast(tiny_tls_heap, cls);
-    if (HAK_LIKELY(p != NULL)) return p;
-    return slab_alloc_slow(&tiny_slabs, &tiny_tls_heap, cls);
+    return slab_alloc_cur(&tiny_slabs, &tiny_tls_heap, tiny_class_of[size]);
 }
 
 static void tiny_free(void *p, uintptr_t seg, hak_call_t call) { tiny_free_fast(p, seg, call); }
